@@ -1,0 +1,1 @@
+//! Wire types shared by the OKLA registry, serving fleet and client.

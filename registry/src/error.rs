@@ -1,0 +1,139 @@
+//! The registry's one error type, and its single mapping to MLflow's error codes and HTTP statuses.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+/// MLflow's `error_code` vocabulary (the subset the registry produces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidParameterValue,
+    ResourceDoesNotExist,
+    ResourceAlreadyExists,
+    InternalError,
+    TemporarilyUnavailable,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidParameterValue => "INVALID_PARAMETER_VALUE",
+            ErrorCode::ResourceDoesNotExist => "RESOURCE_DOES_NOT_EXIST",
+            ErrorCode::ResourceAlreadyExists => "RESOURCE_ALREADY_EXISTS",
+            ErrorCode::InternalError => "INTERNAL_ERROR",
+            ErrorCode::TemporarilyUnavailable => "TEMPORARILY_UNAVAILABLE",
+        }
+    }
+
+    /// MLflow answers an existing resource with 400, not 409, and the client relies on it.
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidParameterValue | ErrorCode::ResourceAlreadyExists => {
+                StatusCode::BAD_REQUEST
+            }
+            ErrorCode::ResourceDoesNotExist => StatusCode::NOT_FOUND,
+            ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("artifact storage error: {0}")]
+    Storage(String),
+    #[error("{0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error::InvalidParameter(message.into())
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Error {
+        Error::NotFound(message.into())
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Error::InvalidParameter(_) => ErrorCode::InvalidParameterValue,
+            Error::NotFound(_) => ErrorCode::ResourceDoesNotExist,
+            Error::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
+            Error::Database(sqlx::Error::PoolTimedOut) => ErrorCode::TemporarilyUnavailable,
+            Error::Database(_) | Error::Storage(_) | Error::Internal(_) => ErrorCode::InternalError,
+        }
+    }
+}
+
+impl From<crate::domain::search::SearchError> for Error {
+    fn from(error: crate::domain::search::SearchError) -> Error {
+        Error::InvalidParameter(error.to_string())
+    }
+}
+
+impl From<crate::artifacts::ArtifactError> for Error {
+    fn from(error: crate::artifacts::ArtifactError) -> Error {
+        use crate::artifacts::ArtifactError;
+        match error {
+            ArtifactError::NotFound { .. } => Error::NotFound(error.to_string()),
+            ArtifactError::Storage(_) | ArtifactError::Config(_) => {
+                Error::Storage(error.to_string())
+            }
+            _ => Error::InvalidParameter(error.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let code = self.code();
+        let message = match code {
+            // Server-side details stay in the log; the client only learns that it was not its fault.
+            ErrorCode::InternalError | ErrorCode::TemporarilyUnavailable => {
+                tracing::error!(error = %self, "request failed");
+                format!("{}: the server failed to handle the request", code.as_str())
+            }
+            _ => self.to_string(),
+        };
+        let body = serde_json::json!({ "error_code": code.as_str(), "message": message });
+        (code.http_status(), axum::Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_map_to_mlflow_statuses() {
+        let table = [
+            (Error::invalid("x"), "INVALID_PARAMETER_VALUE", 400),
+            (Error::not_found("x"), "RESOURCE_DOES_NOT_EXIST", 404),
+            (
+                Error::AlreadyExists("x".into()),
+                "RESOURCE_ALREADY_EXISTS",
+                400,
+            ),
+            (Error::Storage("disk".into()), "INTERNAL_ERROR", 500),
+            (
+                Error::Database(sqlx::Error::PoolTimedOut),
+                "TEMPORARILY_UNAVAILABLE",
+                503,
+            ),
+        ];
+        for (error, code, status) in table {
+            assert_eq!(error.code().as_str(), code);
+            assert_eq!(error.code().http_status().as_u16(), status);
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! `okla-registry`: an MLflow-compatible tracking server and model registry.
+//!
+//! `domain` holds the rules and does no I/O; `store` (SQL), `artifacts` (object storage) and
+//! `api` (HTTP) are adapters around it; `app` wires them together.
+
+pub mod api;
+pub mod app;
+pub mod artifacts;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod store;

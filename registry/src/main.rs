@@ -1,0 +1,65 @@
+//! `okla-registry`: parses the configuration, opens the stores and serves until Ctrl-C or SIGTERM.
+
+use clap::Parser;
+use okla_registry::app::{self, AppState};
+use okla_registry::config::RegistryConfig;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = RegistryConfig::parse();
+    let env: std::collections::HashMap<String, String> = std::env::vars().collect();
+    let state = AppState::open(&config, &env).await?;
+    let listener = TcpListener::bind((config.host.as_str(), config.port)).await?;
+    let address = listener.local_addr()?;
+    tracing::info!(
+        %address,
+        backend_store = %redact(&config.backend_store_uri),
+        artifacts = %state.artifacts.destination(),
+        "okla-registry listening"
+    );
+    // Tests and scripts read this line to learn an ephemeral port.
+    println!("okla-registry listening on http://{address}");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    app::serve(state, listener, shutdown).await
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}
+
+/// Hides a password in a database URL before it reaches the log.
+fn redact(uri: &str) -> String {
+    match url::Url::parse(uri) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => uri.to_owned(),
+    }
+}

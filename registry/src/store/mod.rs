@@ -1,0 +1,252 @@
+//! The metadata store: one set of portable SQL queries over PostgreSQL or SQLite (sqlx `Any`),
+//! with a migrations folder per backend. Every multi-row write runs in one transaction.
+
+pub mod logged_models;
+pub mod model_registry;
+pub mod search_sql;
+pub mod tracking;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, ConnectOptions, Executor, Row};
+
+use crate::config::BackendStore;
+use crate::error::{Error, Result};
+pub use search_sql::SqlValue;
+
+/// Which database is behind the pools; queries are shared, a few behaviours are not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// Handle to the metadata database. Cheap to clone; safe to share between tasks.
+///
+/// On SQLite all writes go through a single-connection pool (SQLite has one writer at a time, and
+/// queueing in the pool is cheaper than retrying on `SQLITE_BUSY`), reads through a separate pool
+/// that WAL lets run beside the writer. On PostgreSQL both are the same pool.
+#[derive(Clone)]
+pub struct Store {
+    writer: AnyPool,
+    reader: AnyPool,
+    backend: Backend,
+}
+
+type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
+
+impl Store {
+    /// Connects and brings the schema up to date.
+    pub async fn connect(backend_store: &BackendStore, max_connections: u32) -> Result<Store> {
+        sqlx::any::install_default_drivers();
+        let store = match backend_store {
+            BackendStore::Postgres(url) => {
+                let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+                let pool = AnyPoolOptions::new()
+                    .max_connections(max_connections.max(1))
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(options)
+                    .await?;
+                Store {
+                    writer: pool.clone(),
+                    reader: pool,
+                    backend: Backend::Postgres,
+                }
+            }
+            BackendStore::Sqlite(path) => {
+                if let Some(parent) = path
+                    .parent()
+                    .filter(|parent| !parent.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(parent).map_err(|error| {
+                        Error::invalid(format!(
+                            "cannot create directory {} for the SQLite database: {error}",
+                            parent.display()
+                        ))
+                    })?;
+                }
+                let url = format!("sqlite://{}?mode=rwc", path.display());
+                let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
+                let writer = sqlite_pool(options.clone(), 1).await?;
+                // The writer creates the file and switches it to WAL before readers open it.
+                let store_migrated = Store {
+                    writer: writer.clone(),
+                    reader: writer.clone(),
+                    backend: Backend::Sqlite,
+                };
+                store_migrated.migrate().await?;
+                let reader = sqlite_pool(options, max_connections.max(1)).await?;
+                return Ok(Store {
+                    writer,
+                    reader,
+                    backend: Backend::Sqlite,
+                });
+            }
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let migrator = match self.backend {
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        };
+        migrator
+            .run(&self.writer)
+            .await
+            .map_err(|error| Error::Internal(error.into()))
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes both pools; used by tests before dropping their database.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+async fn sqlite_pool(options: AnyConnectOptions, max_connections: u32) -> Result<AnyPool> {
+    let pool = AnyPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|connection, _metadata| {
+            Box::pin(async move {
+                // case_sensitive_like makes LIKE behave as on PostgreSQL; ILIKE is spelled LOWER() LIKE LOWER().
+                connection
+                    .execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                         PRAGMA busy_timeout = 10000; PRAGMA case_sensitive_like = ON;",
+                    )
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await?;
+    Ok(pool)
+}
+
+/// Binds search values in order, after whatever the query already bound.
+fn bind_all<'q>(mut query: AnyQuery<'q>, values: &'q [SqlValue]) -> AnyQuery<'q> {
+    for value in values {
+        query = match value {
+            SqlValue::Text(text) => query.bind(text.as_str()),
+            SqlValue::Int(number) => query.bind(*number),
+            SqlValue::Real(number) => query.bind(*number),
+        };
+    }
+    query
+}
+
+/// `$first, $first+1, ...` for `count` values: the portable placeholder spelling.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|index| format!("${index}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `VALUES ($1, $2), ($3, $4), ...` for `rows` rows of `columns` values.
+fn values_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| format!("({})", placeholders(row * columns + 1, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn get_text(row: &AnyRow, column: &str) -> Result<String> {
+    Ok(row.try_get::<String, _>(column)?)
+}
+
+fn get_opt_text(row: &AnyRow, column: &str) -> Result<Option<String>> {
+    Ok(row.try_get::<Option<String>, _>(column)?)
+}
+
+fn get_i64(row: &AnyRow, column: &str) -> Result<i64> {
+    Ok(row.try_get::<i64, _>(column)?)
+}
+
+fn get_opt_i64(row: &AnyRow, column: &str) -> Result<Option<i64>> {
+    Ok(row.try_get::<Option<i64>, _>(column)?)
+}
+
+fn get_f64(row: &AnyRow, column: &str) -> Result<f64> {
+    Ok(row.try_get::<f64, _>(column)?)
+}
+
+/// True when the error is a unique-constraint violation (SQLSTATE 23505 / SQLite 2067, 1555).
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(database_error) => {
+            database_error.is_unique_violation()
+                || matches!(
+                    database_error.code().as_deref(),
+                    Some("23505" | "2067" | "1555")
+                )
+        }
+        _ => false,
+    }
+}
+
+/// A page of results plus the token for the next one.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_page_token: Option<String>,
+}
+
+/// Resolves `max_results` and `page_token` into SQL limit/offset, fetching one extra row to
+/// learn whether another page exists.
+struct Paging {
+    offset: u64,
+    limit: u64,
+}
+
+impl Paging {
+    fn new(
+        max_results: Option<i64>,
+        default: u64,
+        maximum: u64,
+        page_token: Option<&str>,
+    ) -> Result<Paging> {
+        let limit = match max_results {
+            None | Some(0) => default,
+            Some(requested) if requested < 0 || requested as u64 > maximum => {
+                return Err(Error::invalid(format!(
+                    "Invalid value {requested} for parameter 'max_results' supplied. It must be at most {maximum}"
+                )));
+            }
+            Some(requested) => requested as u64,
+        };
+        let offset = match page_token.filter(|token| !token.is_empty()) {
+            None => 0,
+            Some(token) => crate::domain::search::decode_page_token(token)?,
+        };
+        Ok(Paging { offset, limit })
+    }
+
+    fn sql(&self) -> String {
+        format!("LIMIT {} OFFSET {}", self.limit + 1, self.offset)
+    }
+
+    fn finish<T>(&self, mut items: Vec<T>) -> Page<T> {
+        let has_more = items.len() as u64 > self.limit;
+        items.truncate(self.limit as usize);
+        let next_page_token =
+            has_more.then(|| crate::domain::search::encode_page_token(self.offset + self.limit));
+        Page {
+            items,
+            next_page_token,
+        }
+    }
+}
+
+/// Splits `items` so an `IN (...)` list stays under SQLite's bound-parameter limit.
+const IN_LIST_CHUNK: usize = 500;

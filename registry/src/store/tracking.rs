@@ -1,0 +1,969 @@
+//! Queries for experiments, runs, params, metrics, tags and run inputs/outputs.
+
+use std::collections::{BTreeMap, HashMap};
+
+use sqlx::any::AnyRow;
+use sqlx::{Any, Transaction};
+
+use super::search_sql::build_search;
+use super::{
+    IN_LIST_CHUNK, Page, Paging, Store, bind_all, get_f64, get_i64, get_opt_i64, get_opt_text,
+    get_text, is_unique_violation, placeholders, values_rows,
+};
+use crate::domain::search::Entity;
+use crate::domain::tracking::{
+    DatasetInput, Experiment, Metric, RUN_NAME_TAG, Run, RunInfo, RunStatus, sortable_value,
+};
+use crate::domain::{KeyValue, LifecycleStage, ViewType, now_millis};
+use crate::error::{Error, Result};
+
+/// What `runs/create` asks for.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub experiment_id: i64,
+    pub user_id: String,
+    pub run_name: Option<String>,
+    pub start_time: i64,
+    pub tags: Vec<KeyValue>,
+}
+
+/// Fields `runs/update` may change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct RunUpdate {
+    pub status: Option<RunStatus>,
+    pub end_time: Option<i64>,
+    pub run_name: Option<String>,
+}
+
+/// Metrics, params and tags of one `log-batch` call, already validated.
+#[derive(Debug, Clone, Default)]
+pub struct Batch {
+    pub metrics: Vec<Metric>,
+    pub params: Vec<KeyValue>,
+    pub tags: Vec<KeyValue>,
+    /// Metrics that name a logged model are also recorded on that model.
+    pub model_metrics: Vec<(String, Metric)>,
+}
+
+pub struct SearchRuns<'a> {
+    pub experiment_ids: &'a [i64],
+    pub filter: &'a str,
+    pub view_type: ViewType,
+    pub max_results: Option<i64>,
+    pub order_by: &'a [String],
+    pub page_token: Option<&'a str>,
+}
+
+pub struct SearchExperiments<'a> {
+    pub filter: &'a str,
+    pub view_type: ViewType,
+    pub max_results: Option<i64>,
+    pub order_by: &'a [String],
+    pub page_token: Option<&'a str>,
+}
+
+const EXPERIMENT_COLUMNS: &str = "experiments.experiment_id, experiments.name, experiments.artifact_location, \
+    experiments.lifecycle_stage, experiments.creation_time, experiments.last_update_time";
+const RUN_COLUMNS: &str = "runs.run_uuid, runs.experiment_id, runs.name, runs.user_id, runs.status, runs.start_time, \
+    runs.end_time, runs.artifact_uri, runs.lifecycle_stage";
+
+impl Store {
+    // ----- experiments -----
+
+    pub async fn create_experiment(
+        &self,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[KeyValue],
+    ) -> Result<i64> {
+        let now = now_millis();
+        let mut transaction = self.writer.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO experiments (name, artifact_location, lifecycle_stage, creation_time, last_update_time) \
+             VALUES ($1, $2, 'active', $3, $3) RETURNING experiment_id",
+        )
+        .bind(name)
+        .bind(artifact_location.unwrap_or(""))
+        .bind(now)
+        .fetch_one(&mut *transaction)
+        .await;
+        let experiment_id = match inserted {
+            Ok(row) => get_i64(&row, "experiment_id")?,
+            Err(error) if is_unique_violation(&error) => {
+                return Err(Error::AlreadyExists(format!(
+                    "Experiment '{name}' already exists."
+                )));
+            }
+            Err(error) => return Err(error.into()),
+        };
+        if artifact_location.is_none_or(str::is_empty) {
+            sqlx::query("UPDATE experiments SET artifact_location = $1 WHERE experiment_id = $2")
+                .bind(format!("mlflow-artifacts:/{experiment_id}"))
+                .bind(experiment_id)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        upsert_key_values(
+            &mut transaction,
+            "experiment_tags",
+            "experiment_id",
+            &KeyRef::Int(experiment_id),
+            tags,
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(experiment_id)
+    }
+
+    pub async fn get_experiment(&self, experiment_id: i64) -> Result<Experiment> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE experiment_id = $1"
+        )))
+        .bind(experiment_id)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("No Experiment with id={experiment_id} exists")))?;
+        let mut experiments = self
+            .experiments_with_tags(vec![experiment_from_row(&row)?])
+            .await?;
+        Ok(experiments.remove(0))
+    }
+
+    pub async fn get_experiment_by_name(&self, name: &str) -> Result<Experiment> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE name = $1"
+        )))
+        .bind(name)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("Could not find experiment with name '{name}'")))?;
+        let mut experiments = self
+            .experiments_with_tags(vec![experiment_from_row(&row)?])
+            .await?;
+        Ok(experiments.remove(0))
+    }
+
+    pub async fn search_experiments(
+        &self,
+        request: SearchExperiments<'_>,
+    ) -> Result<Page<Experiment>> {
+        let paging = Paging::new(request.max_results, 1000, 50_000, request.page_token)?;
+        let search = build_search(Entity::Experiments, request.filter, request.order_by)?;
+        let stages = request.view_type.stages();
+        let first = search.binds.len() + 1;
+        let where_filter = search
+            .where_sql
+            .as_deref()
+            .map(|sql| format!(" AND ({sql})"))
+            .unwrap_or_default();
+        let sql = format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments {} WHERE experiments.lifecycle_stage IN ({}){where_filter} ORDER BY {} {}",
+            search.joins,
+            placeholders(first, stages.len()),
+            search.order_sql,
+            paging.sql()
+        );
+        let mut query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &search.binds);
+        for stage in stages {
+            query = query.bind(*stage);
+        }
+        let rows = query.fetch_all(&self.reader).await?;
+        let experiments = rows
+            .iter()
+            .map(experiment_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let page = paging.finish(experiments);
+        let items = self.experiments_with_tags(page.items).await?;
+        Ok(Page {
+            items,
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    async fn experiments_with_tags(
+        &self,
+        mut experiments: Vec<Experiment>,
+    ) -> Result<Vec<Experiment>> {
+        if experiments.is_empty() {
+            return Ok(experiments);
+        }
+        let ids: Vec<i64> = experiments
+            .iter()
+            .map(|experiment| experiment.experiment_id)
+            .collect();
+        let sql = format!(
+            "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ({}) ORDER BY key",
+            placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in &ids {
+            query = query.bind(*id);
+        }
+        let mut by_experiment: HashMap<i64, Vec<KeyValue>> = HashMap::new();
+        for row in query.fetch_all(&self.reader).await? {
+            by_experiment
+                .entry(get_i64(&row, "experiment_id")?)
+                .or_default()
+                .push(KeyValue {
+                    key: get_text(&row, "key")?,
+                    value: get_text(&row, "value")?,
+                });
+        }
+        for experiment in &mut experiments {
+            experiment.tags = by_experiment
+                .remove(&experiment.experiment_id)
+                .unwrap_or_default();
+        }
+        Ok(experiments)
+    }
+
+    pub async fn rename_experiment(&self, experiment_id: i64, new_name: &str) -> Result<()> {
+        let experiment = self.get_experiment(experiment_id).await?;
+        if experiment.lifecycle_stage != LifecycleStage::Active {
+            return Err(Error::invalid(format!(
+                "Cannot rename a non-active experiment {experiment_id}. Current state is deleted."
+            )));
+        }
+        let updated = sqlx::query(
+            "UPDATE experiments SET name = $1, last_update_time = $2 WHERE experiment_id = $3",
+        )
+        .bind(new_name)
+        .bind(now_millis())
+        .bind(experiment_id)
+        .execute(&self.writer)
+        .await;
+        match updated {
+            Ok(_) => Ok(()),
+            Err(error) if is_unique_violation(&error) => Err(Error::AlreadyExists(format!(
+                "Experiment '{new_name}' already exists."
+            ))),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Soft-deletes an experiment and its runs, as MLflow's SQL store does.
+    pub async fn set_experiment_lifecycle(
+        &self,
+        experiment_id: i64,
+        stage: LifecycleStage,
+    ) -> Result<()> {
+        if experiment_id == 0 && stage == LifecycleStage::Deleted {
+            return Err(Error::invalid(
+                "Cannot delete the default experiment '0'. This is an internally reserved experiment.",
+            ));
+        }
+        let experiment = self.get_experiment(experiment_id).await?;
+        if stage == LifecycleStage::Active && experiment.lifecycle_stage == LifecycleStage::Active {
+            return Err(Error::invalid(format!(
+                "Cannot restore an active experiment. Experiment {experiment_id} is already active."
+            )));
+        }
+        let now = now_millis();
+        let mut transaction = self.writer.begin().await?;
+        sqlx::query("UPDATE experiments SET lifecycle_stage = $1, last_update_time = $2 WHERE experiment_id = $3")
+            .bind(stage.as_str())
+            .bind(now)
+            .bind(experiment_id)
+            .execute(&mut *transaction)
+            .await?;
+        let deleted_time = (stage == LifecycleStage::Deleted).then_some(now);
+        sqlx::query(
+            "UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE experiment_id = $3",
+        )
+        .bind(stage.as_str())
+        .bind(deleted_time)
+        .bind(experiment_id)
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    pub async fn set_experiment_tag(&self, experiment_id: i64, tag: &KeyValue) -> Result<()> {
+        let experiment = self.get_experiment(experiment_id).await?;
+        if experiment.lifecycle_stage != LifecycleStage::Active {
+            return Err(Error::invalid(format!(
+                "The experiment {experiment_id} must be in the 'active' state. Current state is deleted."
+            )));
+        }
+        let mut transaction = self.writer.begin().await?;
+        upsert_key_values(
+            &mut transaction,
+            "experiment_tags",
+            "experiment_id",
+            &KeyRef::Int(experiment_id),
+            std::slice::from_ref(tag),
+        )
+        .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_experiment_tag(&self, experiment_id: i64, key: &str) -> Result<()> {
+        self.get_experiment(experiment_id).await?;
+        let deleted =
+            sqlx::query("DELETE FROM experiment_tags WHERE experiment_id = $1 AND key = $2")
+                .bind(experiment_id)
+                .bind(key)
+                .execute(&self.writer)
+                .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(Error::not_found(format!(
+                "No tag with name: {key} in experiment with id {experiment_id}"
+            )));
+        }
+        Ok(())
+    }
+
+    // ----- runs -----
+
+    pub async fn create_run(&self, new_run: NewRun) -> Result<Run> {
+        let experiment = self.get_experiment(new_run.experiment_id).await?;
+        if experiment.lifecycle_stage != LifecycleStage::Active {
+            return Err(Error::invalid(format!(
+                "The experiment {} must be in the 'active' state. Current state is deleted.",
+                new_run.experiment_id
+            )));
+        }
+        let run_id = uuid::Uuid::new_v4().simple().to_string();
+        let tag_name = new_run
+            .tags
+            .iter()
+            .find(|tag| tag.key == RUN_NAME_TAG)
+            .map(|tag| tag.value.clone());
+        let run_name = match (new_run.run_name.filter(|name| !name.is_empty()), tag_name) {
+            (Some(name), Some(tag)) if name != tag => {
+                return Err(Error::invalid(format!(
+                    "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different values (run_name='{name}', mlflow.runName='{tag}')."
+                )));
+            }
+            (Some(name), _) | (None, Some(name)) => name,
+            (None, None) => generate_run_name(&run_id),
+        };
+        let artifact_uri = format!(
+            "{}/{run_id}/artifacts",
+            experiment.artifact_location.trim_end_matches('/')
+        );
+        let mut tags = new_run.tags;
+        if !tags.iter().any(|tag| tag.key == RUN_NAME_TAG) {
+            tags.push(KeyValue {
+                key: RUN_NAME_TAG.to_owned(),
+                value: run_name.clone(),
+            });
+        }
+        let mut transaction = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO runs (run_uuid, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage) \
+             VALUES ($1, $2, $3, $4, 'RUNNING', $5, NULL, $6, 'active')",
+        )
+        .bind(run_id.as_str())
+        .bind(new_run.experiment_id)
+        .bind(run_name.as_str())
+        .bind(new_run.user_id.as_str())
+        .bind(new_run.start_time)
+        .bind(artifact_uri.as_str())
+        .execute(&mut *transaction)
+        .await?;
+        upsert_key_values(
+            &mut transaction,
+            "tags",
+            "run_uuid",
+            &KeyRef::Text(&run_id),
+            &tags,
+        )
+        .await?;
+        transaction.commit().await?;
+        self.get_run(&run_id).await
+    }
+
+    pub async fn get_run(&self, run_id: &str) -> Result<Run> {
+        let mut runs = self.load_runs(&[run_id.to_owned()]).await?;
+        runs.pop()
+            .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))
+    }
+
+    pub async fn get_run_info(&self, run_id: &str) -> Result<RunInfo> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE run_uuid = $1"
+        )))
+        .bind(run_id)
+        .fetch_optional(&self.reader)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))?;
+        run_info_from_row(&row)
+    }
+
+    /// Loads whole runs, in the order of `run_ids`, with a fixed number of queries per chunk.
+    async fn load_runs(&self, run_ids: &[String]) -> Result<Vec<Run>> {
+        let mut runs_by_id: HashMap<String, Run> = HashMap::new();
+        for chunk in run_ids.chunks(IN_LIST_CHUNK) {
+            let in_list = placeholders(1, chunk.len());
+            let bind_ids = |sql: String| {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for id in chunk {
+                    query = query.bind(id.as_str());
+                }
+                query
+            };
+            for row in bind_ids(format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE run_uuid IN ({in_list})"
+            ))
+            .fetch_all(&self.reader)
+            .await?
+            {
+                let info = run_info_from_row(&row)?;
+                runs_by_id.insert(
+                    info.run_id.clone(),
+                    Run {
+                        info,
+                        metrics: Vec::new(),
+                        params: Vec::new(),
+                        tags: Vec::new(),
+                        dataset_inputs: Vec::new(),
+                        model_inputs: Vec::new(),
+                        model_outputs: Vec::new(),
+                    },
+                );
+            }
+            if runs_by_id.is_empty() {
+                continue;
+            }
+            for row in bind_ids(format!(
+                "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid IN ({in_list}) ORDER BY key"
+            ))
+            .fetch_all(&self.reader)
+            .await?
+            {
+                if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
+                    run.metrics.push(metric_from_row(&row)?);
+                }
+            }
+            for (table, is_params) in [("params", true), ("tags", false)] {
+                for row in bind_ids(format!(
+                    "SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN ({in_list}) ORDER BY key"
+                ))
+                .fetch_all(&self.reader)
+                .await?
+                {
+                    if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
+                        let pair = KeyValue { key: get_text(&row, "key")?, value: get_text(&row, "value")? };
+                        if is_params { run.params.push(pair) } else { run.tags.push(pair) }
+                    }
+                }
+            }
+            for row in bind_ids(format!(
+                "SELECT i.run_uuid, i.context, i.tags, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
+                 FROM run_dataset_inputs i JOIN datasets d ON d.dataset_uuid = i.dataset_uuid \
+                 WHERE i.run_uuid IN ({in_list}) ORDER BY d.name"
+            ))
+            .fetch_all(&self.reader)
+            .await?
+            {
+                if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
+                    let tags: Vec<(String, String)> =
+                        serde_json::from_str(&get_text(&row, "tags")?).unwrap_or_default();
+                    run.dataset_inputs.push(DatasetInput {
+                        name: get_text(&row, "name")?,
+                        digest: get_text(&row, "digest")?,
+                        source_type: get_text(&row, "source_type")?,
+                        source: get_text(&row, "source")?,
+                        schema: get_opt_text(&row, "schema")?,
+                        profile: get_opt_text(&row, "profile")?,
+                        tags: tags.into_iter().map(|(key, value)| KeyValue { key, value }).collect(),
+                    });
+                }
+            }
+            for row in bind_ids(format!(
+                "SELECT run_uuid, model_id FROM run_model_inputs WHERE run_uuid IN ({in_list})"
+            ))
+            .fetch_all(&self.reader)
+            .await?
+            {
+                if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
+                    run.model_inputs.push(get_text(&row, "model_id")?);
+                }
+            }
+            for row in bind_ids(format!(
+                "SELECT run_uuid, model_id, step FROM run_model_outputs WHERE run_uuid IN ({in_list})"
+            ))
+            .fetch_all(&self.reader)
+            .await?
+            {
+                if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
+                    run.model_outputs.push((get_text(&row, "model_id")?, get_i64(&row, "step")?));
+                }
+            }
+        }
+        Ok(run_ids
+            .iter()
+            .filter_map(|id| runs_by_id.remove(id))
+            .collect())
+    }
+
+    pub async fn update_run(&self, run_id: &str, update: RunUpdate) -> Result<RunInfo> {
+        let info = self.get_run_info(run_id).await?;
+        require_active(&info)?;
+        let mut transaction = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE runs SET status = COALESCE($1, status), end_time = COALESCE($2, end_time), name = COALESCE($3, name) \
+             WHERE run_uuid = $4",
+        )
+        .bind(update.status.map(RunStatus::as_str))
+        .bind(update.end_time)
+        .bind(update.run_name.as_deref())
+        .bind(run_id)
+        .execute(&mut *transaction)
+        .await?;
+        if let Some(name) = &update.run_name {
+            let tag = KeyValue {
+                key: RUN_NAME_TAG.to_owned(),
+                value: name.clone(),
+            };
+            upsert_key_values(
+                &mut transaction,
+                "tags",
+                "run_uuid",
+                &KeyRef::Text(run_id),
+                &[tag],
+            )
+            .await?;
+        }
+        transaction.commit().await?;
+        self.get_run_info(run_id).await
+    }
+
+    pub async fn set_run_lifecycle(&self, run_id: &str, stage: LifecycleStage) -> Result<()> {
+        self.get_run_info(run_id).await?;
+        let deleted_time = (stage == LifecycleStage::Deleted).then(now_millis);
+        sqlx::query("UPDATE runs SET lifecycle_stage = $1, deleted_time = $2 WHERE run_uuid = $3")
+            .bind(stage.as_str())
+            .bind(deleted_time)
+            .bind(run_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Writes one batch in one transaction: history rows (idempotent), latest values, params and tags.
+    pub async fn log_batch(&self, run_id: &str, batch: Batch) -> Result<()> {
+        let info = self.get_run_info(run_id).await?;
+        require_active(&info)?;
+        let mut transaction = self.writer.begin().await?;
+        check_params_unchanged(&mut transaction, run_id, &batch.params).await?;
+        if !batch.params.is_empty() {
+            let sql = format!(
+                "INSERT INTO params (run_uuid, key, value) VALUES {} ON CONFLICT (run_uuid, key) DO NOTHING",
+                values_rows(batch.params.len(), 3)
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for param in &batch.params {
+                query = query
+                    .bind(run_id)
+                    .bind(param.key.as_str())
+                    .bind(param.value.as_str());
+            }
+            query.execute(&mut *transaction).await?;
+        }
+        insert_metrics(&mut transaction, run_id, &batch.metrics).await?;
+        if let Some(name) = batch.tags.iter().rev().find(|tag| tag.key == RUN_NAME_TAG) {
+            sqlx::query("UPDATE runs SET name = $1 WHERE run_uuid = $2")
+                .bind(name.value.as_str())
+                .bind(run_id)
+                .execute(&mut *transaction)
+                .await?;
+        }
+        upsert_key_values(
+            &mut transaction,
+            "tags",
+            "run_uuid",
+            &KeyRef::Text(run_id),
+            &batch.tags,
+        )
+        .await?;
+        super::logged_models::insert_model_metrics(&mut transaction, run_id, &batch.model_metrics)
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    pub async fn delete_run_tag(&self, run_id: &str, key: &str) -> Result<()> {
+        let info = self.get_run_info(run_id).await?;
+        require_active(&info)?;
+        let deleted = sqlx::query("DELETE FROM tags WHERE run_uuid = $1 AND key = $2")
+            .bind(run_id)
+            .bind(key)
+            .execute(&self.writer)
+            .await?;
+        if deleted.rows_affected() == 0 {
+            return Err(Error::not_found(format!(
+                "No tag with name: {key} in run with id {run_id}"
+            )));
+        }
+        Ok(())
+    }
+
+    pub async fn get_metric_history(
+        &self,
+        run_id: &str,
+        key: &str,
+        max_results: Option<i64>,
+        page_token: Option<&str>,
+    ) -> Result<Page<Metric>> {
+        self.get_run_info(run_id).await?;
+        let paging = Paging::new(max_results, 25_000, 1_000_000, page_token)?;
+        let sql = format!(
+            "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = $1 AND key = $2 \
+             ORDER BY step, timestamp, value {}",
+            paging.sql()
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(run_id)
+            .bind(key)
+            .fetch_all(&self.reader)
+            .await?;
+        let metrics = rows
+            .iter()
+            .map(metric_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(paging.finish(metrics))
+    }
+
+    pub async fn search_runs(&self, request: SearchRuns<'_>) -> Result<Page<Run>> {
+        let paging = Paging::new(request.max_results, 1000, 50_000, request.page_token)?;
+        let search = build_search(Entity::Runs, request.filter, request.order_by)?;
+        if request.experiment_ids.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
+        }
+        let stages = request.view_type.stages();
+        let first = search.binds.len() + 1;
+        let where_filter = search
+            .where_sql
+            .as_deref()
+            .map(|sql| format!(" AND ({sql})"))
+            .unwrap_or_default();
+        let sql = format!(
+            "SELECT runs.run_uuid FROM runs {} WHERE runs.experiment_id IN ({}) AND runs.lifecycle_stage IN ({}){where_filter} \
+             ORDER BY {} {}",
+            search.joins,
+            placeholders(first, request.experiment_ids.len()),
+            placeholders(first + request.experiment_ids.len(), stages.len()),
+            search.order_sql,
+            paging.sql()
+        );
+        let mut query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &search.binds);
+        for id in request.experiment_ids {
+            query = query.bind(*id);
+        }
+        for stage in stages {
+            query = query.bind(*stage);
+        }
+        let rows = query.fetch_all(&self.reader).await?;
+        let ids = rows
+            .iter()
+            .map(|row| get_text(row, "run_uuid"))
+            .collect::<Result<Vec<_>>>()?;
+        let page = paging.finish(ids);
+        let items = self.load_runs(&page.items).await?;
+        Ok(Page {
+            items,
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    pub async fn log_outputs(&self, run_id: &str, models: &[(String, i64)]) -> Result<()> {
+        let info = self.get_run_info(run_id).await?;
+        require_active(&info)?;
+        let mut transaction = self.writer.begin().await?;
+        for (model_id, step) in models {
+            sqlx::query(
+                "INSERT INTO run_model_outputs (run_uuid, model_id, step) VALUES ($1, $2, $3) \
+                 ON CONFLICT (run_uuid, model_id) DO UPDATE SET step = excluded.step",
+            )
+            .bind(run_id)
+            .bind(model_id.as_str())
+            .bind(*step)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    pub async fn log_inputs(
+        &self,
+        run_id: &str,
+        datasets: &[DatasetInput],
+        models: &[String],
+    ) -> Result<()> {
+        let info = self.get_run_info(run_id).await?;
+        require_active(&info)?;
+        let mut transaction = self.writer.begin().await?;
+        for dataset in datasets {
+            sqlx::query(
+                "INSERT INTO datasets (dataset_uuid, experiment_id, name, digest, source_type, source, schema, profile) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (experiment_id, name, digest) DO NOTHING",
+            )
+            .bind(uuid::Uuid::new_v4().simple().to_string())
+            .bind(info.experiment_id)
+            .bind(dataset.name.as_str())
+            .bind(dataset.digest.as_str())
+            .bind(dataset.source_type.as_str())
+            .bind(dataset.source.as_str())
+            .bind(dataset.schema.as_deref())
+            .bind(dataset.profile.as_deref())
+            .execute(&mut *transaction)
+            .await?;
+            let row = sqlx::query("SELECT dataset_uuid FROM datasets WHERE experiment_id = $1 AND name = $2 AND digest = $3")
+                .bind(info.experiment_id)
+                .bind(dataset.name.as_str())
+                .bind(dataset.digest.as_str())
+                .fetch_one(&mut *transaction)
+                .await?;
+            let context = dataset
+                .tags
+                .iter()
+                .find(|tag| tag.key == "mlflow.data.context")
+                .map(|tag| tag.value.clone());
+            let tags: Vec<(&str, &str)> = dataset
+                .tags
+                .iter()
+                .map(|tag| (tag.key.as_str(), tag.value.as_str()))
+                .collect();
+            sqlx::query(
+                "INSERT INTO run_dataset_inputs (run_uuid, dataset_uuid, context, tags) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (run_uuid, dataset_uuid) DO UPDATE SET context = excluded.context, tags = excluded.tags",
+            )
+            .bind(run_id)
+            .bind(get_text(&row, "dataset_uuid")?)
+            .bind(context)
+            .bind(serde_json::to_string(&tags).map_err(|error| Error::Internal(error.into()))?)
+            .execute(&mut *transaction)
+            .await?;
+        }
+        for model_id in models {
+            sqlx::query("INSERT INTO run_model_inputs (run_uuid, model_id) VALUES ($1, $2) ON CONFLICT (run_uuid, model_id) DO NOTHING")
+                .bind(run_id)
+                .bind(model_id.as_str())
+                .execute(&mut *transaction)
+                .await?;
+        }
+        transaction.commit().await?;
+        Ok(())
+    }
+}
+
+fn require_active(info: &RunInfo) -> Result<()> {
+    if info.lifecycle_stage != LifecycleStage::Active {
+        return Err(Error::invalid(format!(
+            "The run {} must be in the 'active' state. Current state is deleted.",
+            info.run_id
+        )));
+    }
+    Ok(())
+}
+
+/// MLflow refuses to change a logged param; re-logging the same value is fine.
+async fn check_params_unchanged(
+    transaction: &mut Transaction<'_, Any>,
+    run_id: &str,
+    params: &[KeyValue],
+) -> Result<()> {
+    let mut in_batch: BTreeMap<&str, &str> = BTreeMap::new();
+    for param in params {
+        if let Some(previous) = in_batch.insert(param.key.as_str(), param.value.as_str())
+            && previous != param.value
+        {
+            return Err(Error::invalid(format!(
+                "Duplicate parameter keys have been submitted with different values: key '{}' has values '{previous}' and '{}'.",
+                param.key, param.value
+            )));
+        }
+    }
+    if in_batch.is_empty() {
+        return Ok(());
+    }
+    let keys: Vec<&str> = in_batch.keys().copied().collect();
+    let sql = format!(
+        "SELECT key, value FROM params WHERE run_uuid = $1 AND key IN ({})",
+        placeholders(2, keys.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run_id);
+    for key in &keys {
+        query = query.bind(*key);
+    }
+    for row in query.fetch_all(&mut **transaction).await? {
+        let key = get_text(&row, "key")?;
+        let existing = get_text(&row, "value")?;
+        if let Some(new_value) = in_batch
+            .get(key.as_str())
+            .filter(|value| **value != existing)
+        {
+            return Err(Error::invalid(format!(
+                "Changing param values is not allowed. Param with key='{key}' was already logged with value='{existing}' for run ID='{run_id}'. Attempted logging new value '{new_value}'."
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn insert_metrics(
+    transaction: &mut Transaction<'_, Any>,
+    run_id: &str,
+    metrics: &[Metric],
+) -> Result<()> {
+    if metrics.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES {} ON CONFLICT DO NOTHING",
+        values_rows(metrics.len(), 6)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for metric in metrics {
+        query = query
+            .bind(run_id)
+            .bind(metric.key.as_str())
+            .bind(metric.step)
+            .bind(metric.timestamp)
+            .bind(sortable_value(metric.value))
+            .bind(i64::from(metric.value.is_nan()));
+    }
+    query.execute(&mut **transaction).await?;
+
+    // One upsert row per key: PostgreSQL refuses to update the same row twice in one statement.
+    let mut latest: BTreeMap<&str, &Metric> = BTreeMap::new();
+    for metric in metrics {
+        match latest.get(metric.key.as_str()) {
+            Some(current) if !metric.is_newer_than(current) => {}
+            _ => {
+                latest.insert(metric.key.as_str(), metric);
+            }
+        }
+    }
+    // The WHERE clause keeps an older point (by step, timestamp, value) from replacing a newer one.
+    let sql = format!(
+        "INSERT INTO latest_metrics (run_uuid, key, value, timestamp, step, is_nan) VALUES {} \
+         ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp, \
+         step = excluded.step, is_nan = excluded.is_nan \
+         WHERE excluded.step > latest_metrics.step \
+            OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+            OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
+                AND excluded.value > latest_metrics.value)",
+        values_rows(latest.len(), 6)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for metric in latest.values() {
+        query = query
+            .bind(run_id)
+            .bind(metric.key.as_str())
+            .bind(sortable_value(metric.value))
+            .bind(metric.timestamp)
+            .bind(metric.step)
+            .bind(i64::from(metric.value.is_nan()));
+    }
+    query.execute(&mut **transaction).await?;
+    Ok(())
+}
+
+/// The owner column of a key/value table: an integer or a text id.
+pub(super) enum KeyRef<'a> {
+    Int(i64),
+    Text(&'a str),
+}
+
+/// Inserts or overwrites key/value rows of one owner in a single statement.
+pub(super) async fn upsert_key_values(
+    transaction: &mut Transaction<'_, Any>,
+    table: &str,
+    owner_column: &str,
+    owner: &KeyRef<'_>,
+    pairs: &[KeyValue],
+) -> Result<()> {
+    // The last value of a key wins, and a key may appear only once per statement.
+    let mut deduplicated: BTreeMap<&str, &str> = BTreeMap::new();
+    for pair in pairs {
+        deduplicated.insert(pair.key.as_str(), pair.value.as_str());
+    }
+    if deduplicated.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "INSERT INTO {table} ({owner_column}, key, value) VALUES {} \
+         ON CONFLICT ({owner_column}, key) DO UPDATE SET value = excluded.value",
+        values_rows(deduplicated.len(), 3)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (key, value) in deduplicated {
+        query = match owner {
+            KeyRef::Int(id) => query.bind(*id),
+            KeyRef::Text(id) => query.bind(*id),
+        };
+        query = query.bind(key).bind(value);
+    }
+    query.execute(&mut **transaction).await?;
+    Ok(())
+}
+
+fn experiment_from_row(row: &AnyRow) -> Result<Experiment> {
+    Ok(Experiment {
+        experiment_id: get_i64(row, "experiment_id")?,
+        name: get_text(row, "name")?,
+        artifact_location: get_text(row, "artifact_location")?,
+        lifecycle_stage: LifecycleStage::parse_stored(&get_text(row, "lifecycle_stage")?),
+        creation_time: get_i64(row, "creation_time")?,
+        last_update_time: get_i64(row, "last_update_time")?,
+        tags: Vec::new(),
+    })
+}
+
+fn run_info_from_row(row: &AnyRow) -> Result<RunInfo> {
+    Ok(RunInfo {
+        run_id: get_text(row, "run_uuid")?,
+        experiment_id: get_i64(row, "experiment_id")?,
+        run_name: get_text(row, "name")?,
+        user_id: get_text(row, "user_id")?,
+        status: RunStatus::parse(&get_text(row, "status")?).unwrap_or(RunStatus::Running),
+        start_time: get_i64(row, "start_time")?,
+        end_time: get_opt_i64(row, "end_time")?,
+        artifact_uri: get_text(row, "artifact_uri")?,
+        lifecycle_stage: LifecycleStage::parse_stored(&get_text(row, "lifecycle_stage")?),
+    })
+}
+
+pub(super) fn metric_from_row(row: &AnyRow) -> Result<Metric> {
+    let is_nan = get_i64(row, "is_nan")? != 0;
+    Ok(Metric {
+        key: get_text(row, "key")?,
+        value: if is_nan {
+            f64::NAN
+        } else {
+            get_f64(row, "value")?
+        },
+        timestamp: get_i64(row, "timestamp")?,
+        step: get_i64(row, "step")?,
+    })
+}
+
+/// MLflow names unnamed runs with an adjective-noun-number; ours are derived from the run id so
+/// they are stable and need no randomness beyond the id itself.
+fn generate_run_name(run_id: &str) -> String {
+    const ADJECTIVES: [&str; 16] = [
+        "amber", "bold", "brisk", "calm", "clever", "daring", "eager", "fleet", "gentle", "keen",
+        "lively", "nimble", "quiet", "rapid", "steady", "vivid",
+    ];
+    const NOUNS: [&str; 16] = [
+        "axle", "brake", "coupe", "diesel", "engine", "fender", "gear", "hatch", "piston",
+        "radiator", "sedan", "spoiler", "throttle", "turbo", "valve", "wagon",
+    ];
+    let bytes = run_id.as_bytes();
+    let pick = |index: usize| bytes.get(index).copied().unwrap_or(0) as usize;
+    format!(
+        "{}-{}-{}",
+        ADJECTIVES[pick(0) % 16],
+        NOUNS[pick(1) % 16],
+        pick(2) % 1000
+    )
+}

@@ -1,0 +1,163 @@
+//! End to end: the official `mlflow` Python client drives the built `okla-registry` binary
+//! through a whole training-job and data-scientist workflow (`mlflow_workflow.py`), once on the
+//! embedded defaults (SQLite + local directory) and once on PostgreSQL + S3.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use sqlx::AnyPool;
+
+/// A registry process on an ephemeral port, killed when dropped.
+struct RunningRegistry {
+    child: Child,
+    url: String,
+}
+
+impl RunningRegistry {
+    fn start(
+        backend_store_uri: &str,
+        artifacts_destination: &str,
+        env: &[(&str, &str)],
+    ) -> RunningRegistry {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_okla-registry"))
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .args(["--backend-store-uri", backend_store_uri])
+            .args(["--artifacts-destination", artifacts_destination])
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("okla-registry binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("okla-registry listening on ") {
+                    let _ = sender.send(url.to_owned());
+                }
+            }
+        });
+        let url = receiver
+            .recv_timeout(Duration::from_secs(60))
+            .expect("okla-registry printed its listening address within 60 s");
+        RunningRegistry { child, url }
+    }
+}
+
+impl Drop for RunningRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is unset; run the tests with `bash scripts/test`"))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("registry/ sits in the workspace")
+        .to_owned()
+}
+
+/// Runs the workflow script against `tracking_uri` and fails with its output if any check fails.
+fn run_workflow(tracking_uri: &str) {
+    let python = required_env("OKLA_TEST_PYTHON");
+    let output = Command::new(python)
+        .arg(workspace_root().join("registry/tests/mlflow_workflow.py"))
+        .env("MLFLOW_TRACKING_URI", tracking_uri)
+        .env("OKLA_EXTENSIONS", "1")
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "mlflow workflow failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    assert!(
+        stdout.contains("OK: "),
+        "workflow did not report success\n{stdout}"
+    );
+}
+
+#[test]
+fn mlflow_client_workflow_on_sqlite_and_local_artifacts() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let database = directory.path().join("okla.db");
+    let artifacts = directory.path().join("artifacts");
+    let registry = RunningRegistry::start(
+        &format!("sqlite:///{}", database.display()),
+        artifacts.to_str().expect("utf-8 path"),
+        &[],
+    );
+    run_workflow(&registry.url);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mlflow_client_workflow_on_postgresql_and_s3() {
+    sqlx::any::install_default_drivers();
+    let admin_url = required_env("TEST_DATABASE_URL");
+    let s3_endpoint = required_env("TEST_S3_ENDPOINT");
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let database = format!("okla_e2e_{suffix}");
+    let bucket = format!("okla-e2e-{suffix}");
+
+    let admin = AnyPool::connect(&admin_url)
+        .await
+        .expect("connect to TEST_DATABASE_URL");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
+        .execute(&admin)
+        .await
+        .expect("create database");
+    // moto accepts an unsigned bucket creation.
+    let created = reqwest::Client::new()
+        .put(format!("{s3_endpoint}/{bucket}"))
+        .send()
+        .await
+        .expect("S3 server answers");
+    assert!(
+        created.status().is_success(),
+        "bucket creation failed: {}",
+        created.status()
+    );
+
+    let database_url = format!(
+        "{}/{database}",
+        admin_url.rsplit_once('/').expect("URL has a database").0
+    );
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+        ("MLFLOW_S3_ENDPOINT_URL", s3_endpoint.as_str()),
+    ];
+    let backend = database_url.replacen("postgres://", "postgresql+psycopg2://", 1);
+    let outcome = {
+        let registry =
+            RunningRegistry::start(&backend, &format!("s3://{bucket}/mlartifacts"), &env);
+        let url = registry.url.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = std::panic::catch_unwind(|| run_workflow(&url));
+            drop(registry);
+            result
+        })
+        .await
+        .expect("workflow task joins")
+    };
+
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .expect("drop database");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
