@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::empty;
-use super::extract::{MlflowJson, MlflowQuery, lenient_opt_i64};
+use super::extract::{Fields, MlflowQuery, lenient_opt_i64};
 use crate::app::AppState;
 use crate::artifacts::ArtifactPath;
 use crate::domain::model_registry::VersionFile;
@@ -148,7 +148,7 @@ pub(super) async fn create_multipart(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(directory): Path<String>,
-    MlflowJson(request): MlflowJson<CreateUpload>,
+    Fields(request): Fields<CreateUpload>,
 ) -> Result<Json<Value>> {
     let target = upload_target(&directory, request.path.as_deref())?;
     let num_parts = request.num_parts.unwrap_or(1);
@@ -243,7 +243,7 @@ pub(super) struct CompleteUpload {
 pub(super) async fn complete_multipart(
     State(state): State<AppState>,
     Path(directory): Path<String>,
-    MlflowJson(request): MlflowJson<CompleteUpload>,
+    Fields(request): Fields<CompleteUpload>,
 ) -> Result<Json<Value>> {
     let target = upload_target(&directory, request.path.as_deref())?;
     let upload_id = super::required(request.upload_id, "upload_id")?;
@@ -272,7 +272,7 @@ pub(super) struct AbortUpload {
 pub(super) async fn abort_multipart(
     State(state): State<AppState>,
     Path(directory): Path<String>,
-    MlflowJson(request): MlflowJson<AbortUpload>,
+    Fields(request): Fields<AbortUpload>,
 ) -> Result<Json<Value>> {
     let target = upload_target(&directory, request.path.as_deref())?;
     let upload_id = super::required(request.upload_id, "upload_id")?;

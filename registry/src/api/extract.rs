@@ -3,6 +3,7 @@
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
+use axum::http::{Method, header};
 use base64::Engine;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -130,21 +131,31 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for MlflowQuery<T>
     }
 }
 
-/// Fields of a DELETE request: a JSON body from the mlflow client, a query string from others.
-pub(super) struct BodyOrQuery<T>(pub T);
+/// The fields of an MLflow request, wherever they travel: the query string of a GET, the JSON
+/// body of a POST/PATCH/DELETE (the mlflow client sends DELETE fields in a body), or the query
+/// string of a bodiless DELETE from other clients.
+pub(super) struct Fields<T>(pub(super) T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for BodyOrQuery<T> {
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Fields<T> {
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
         let (mut parts, body) = request.into_parts();
-        if parts.uri.query().is_some_and(|query| !query.is_empty()) {
+        let has_query = parts.uri.query().is_some_and(|query| !query.is_empty());
+        let bodiless = parts.method == Method::GET
+            || parts.method == Method::HEAD
+            || (has_query
+                && parts
+                    .headers
+                    .get(header::CONTENT_LENGTH)
+                    .is_none_or(|length| length == "0"));
+        if bodiless {
             let MlflowQuery(value) = MlflowQuery::from_request_parts(&mut parts, state).await?;
-            return Ok(BodyOrQuery(value));
+            return Ok(Fields(value));
         }
         let MlflowJson(value) =
             MlflowJson::from_request(Request::from_parts(parts, body), state).await?;
-        Ok(BodyOrQuery(value))
+        Ok(Fields(value))
     }
 }
 

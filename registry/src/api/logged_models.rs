@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{MlflowJson, lenient_opt_i64};
+use super::extract::{Fields, lenient_opt_i64};
 use super::wire::{KeyValueWire, LoggedModelWire};
 use super::{empty, required};
 use crate::app::AppState;
@@ -49,7 +49,7 @@ pub(super) struct CreateLoggedModel {
 
 pub(super) async fn create(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<CreateLoggedModel>,
+    Fields(request): Fields<CreateLoggedModel>,
 ) -> Result<Json<Value>> {
     let experiment_id =
         tracking::parse_experiment_id(&required(request.experiment_id, "experiment_id")?)
@@ -95,7 +95,7 @@ pub(super) struct FinalizeLoggedModel {
 pub(super) async fn finalize(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    MlflowJson(request): MlflowJson<FinalizeLoggedModel>,
+    Fields(request): Fields<FinalizeLoggedModel>,
 ) -> Result<Json<Value>> {
     let status = required(request.status, "status")?;
     if !LOGGED_MODEL_STATUSES.contains(&status.as_str()) {
@@ -128,7 +128,7 @@ pub(super) struct SetTags {
 pub(super) async fn set_tags(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    MlflowJson(request): MlflowJson<SetTags>,
+    Fields(request): Fields<SetTags>,
 ) -> Result<Json<Value>> {
     let tags = key_values(request.tags, tracking::validate_tag)?;
     state
@@ -158,7 +158,7 @@ pub(super) struct LogParams {
 pub(super) async fn log_params(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    MlflowJson(request): MlflowJson<LogParams>,
+    Fields(request): Fields<LogParams>,
 ) -> Result<Json<Value>> {
     let params = key_values(request.params, tracking::validate_param)?;
     state
@@ -194,7 +194,7 @@ fn ascending_default() -> bool {
 
 pub(super) async fn search(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<SearchLoggedModelsRequest>,
+    Fields(request): Fields<SearchLoggedModelsRequest>,
 ) -> Result<Json<Value>> {
     let experiment_ids = request
         .experiment_ids

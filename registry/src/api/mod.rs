@@ -68,7 +68,7 @@ fn mlflow_routes() -> Router<AppState> {
         )
         .route(
             "/experiments/search",
-            post(tracking::search_experiments_post).get(tracking::search_experiments_get),
+            post(tracking::search_experiments).get(tracking::search_experiments),
         )
         .route("/experiments/update", post(tracking::update_experiment))
         .route("/experiments/delete", post(tracking::delete_experiment))
@@ -137,8 +137,8 @@ fn mlflow_routes() -> Router<AppState> {
         )
         .route(
             "/registered-models/search",
-            get(model_registry::search_registered_models_get)
-                .post(model_registry::search_registered_models_post),
+            get(model_registry::search_registered_models)
+                .post(model_registry::search_registered_models),
         )
         .route(
             "/registered-models/set-tag",
@@ -146,18 +146,17 @@ fn mlflow_routes() -> Router<AppState> {
         )
         .route(
             "/registered-models/delete-tag",
-            delete(model_registry::delete_registered_model_tag_or_query),
+            delete(model_registry::delete_registered_model_tag),
         )
         .route(
             "/registered-models/get-latest-versions",
-            post(model_registry::get_latest_versions_post)
-                .get(model_registry::get_latest_versions_get),
+            post(model_registry::get_latest_versions).get(model_registry::get_latest_versions),
         )
         .route(
             "/registered-models/alias",
             post(model_registry::set_alias)
                 .get(model_registry::get_version_by_alias)
-                .delete(model_registry::delete_alias_or_query),
+                .delete(model_registry::delete_alias),
         )
         .route(
             "/model-versions/create",
@@ -177,8 +176,7 @@ fn mlflow_routes() -> Router<AppState> {
         )
         .route(
             "/model-versions/search",
-            get(model_registry::search_model_versions_get)
-                .post(model_registry::search_model_versions_post),
+            get(model_registry::search_model_versions).post(model_registry::search_model_versions),
         )
         .route(
             "/model-versions/transition-stage",
@@ -190,7 +188,7 @@ fn mlflow_routes() -> Router<AppState> {
         )
         .route(
             "/model-versions/delete-tag",
-            delete(model_registry::delete_model_version_tag_or_query),
+            delete(model_registry::delete_model_version_tag),
         )
         .route(
             "/model-versions/get-download-uri",

@@ -5,7 +5,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{Actor, BodyOrQuery, MlflowJson, MlflowQuery, lenient_opt_i64};
+use super::extract::{Actor, Fields, lenient_opt_i64};
 use super::wire::{KeyValueWire, ModelVersionWire, RegisteredModelWire};
 use super::{empty, required};
 use crate::app::AppState;
@@ -63,7 +63,7 @@ pub(super) struct CreateModel {
 
 pub(super) async fn create_registered_model(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<CreateModel>,
+    Fields(request): Fields<CreateModel>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let tags = validated_tags(request.tags)?;
@@ -84,7 +84,7 @@ pub(super) struct ModelRef {
 
 pub(super) async fn get_registered_model(
     State(state): State<AppState>,
-    MlflowQuery(request): MlflowQuery<ModelRef>,
+    Fields(request): Fields<ModelRef>,
 ) -> Result<Json<Value>> {
     let model = state
         .store
@@ -104,7 +104,7 @@ pub(super) struct RenameModel {
 pub(super) async fn rename_registered_model(
     State(state): State<AppState>,
     actor: Actor,
-    MlflowJson(request): MlflowJson<RenameModel>,
+    Fields(request): Fields<RenameModel>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let new_name = required(request.new_name, "new_name")?;
@@ -126,7 +126,7 @@ pub(super) struct UpdateModel {
 
 pub(super) async fn update_registered_model(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<UpdateModel>,
+    Fields(request): Fields<UpdateModel>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let model = state
@@ -141,7 +141,7 @@ pub(super) async fn update_registered_model(
 pub(super) async fn delete_registered_model(
     State(state): State<AppState>,
     actor: Actor,
-    MlflowJson(request): MlflowJson<ModelRef>,
+    Fields(request): Fields<ModelRef>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     state
@@ -179,7 +179,10 @@ fn with_token(mut body: Value, token: Option<String>) -> Json<Value> {
     Json(body)
 }
 
-async fn search_registered_models(state: AppState, request: SearchRequest) -> Result<Json<Value>> {
+pub(super) async fn search_registered_models(
+    State(state): State<AppState>,
+    Fields(request): Fields<SearchRequest>,
+) -> Result<Json<Value>> {
     let page = state
         .store
         .search_registered_models(request.as_search())
@@ -192,20 +195,6 @@ async fn search_registered_models(state: AppState, request: SearchRequest) -> Re
     ))
 }
 
-pub(super) async fn search_registered_models_get(
-    State(state): State<AppState>,
-    MlflowQuery(request): MlflowQuery<SearchRequest>,
-) -> Result<Json<Value>> {
-    search_registered_models(state, request).await
-}
-
-pub(super) async fn search_registered_models_post(
-    State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<SearchRequest>,
-) -> Result<Json<Value>> {
-    search_registered_models(state, request).await
-}
-
 #[derive(Deserialize)]
 pub(super) struct ModelTag {
     name: Option<String>,
@@ -216,7 +205,7 @@ pub(super) struct ModelTag {
 
 pub(super) async fn set_registered_model_tag(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<ModelTag>,
+    Fields(request): Fields<ModelTag>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let tag = KeyValue {
@@ -230,7 +219,7 @@ pub(super) async fn set_registered_model_tag(
 
 pub(super) async fn delete_registered_model_tag(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<ModelTag>,
+    Fields(request): Fields<ModelTag>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     state
@@ -240,14 +229,6 @@ pub(super) async fn delete_registered_model_tag(
     Ok(empty())
 }
 
-/// DELETE carries its fields in a JSON body from the mlflow client, in the query string from others.
-pub(super) async fn delete_registered_model_tag_or_query(
-    state: State<AppState>,
-    BodyOrQuery(request): BodyOrQuery<ModelTag>,
-) -> Result<Json<Value>> {
-    delete_registered_model_tag(state, MlflowJson(request)).await
-}
-
 #[derive(Deserialize)]
 pub(super) struct LatestVersions {
     name: Option<String>,
@@ -255,7 +236,10 @@ pub(super) struct LatestVersions {
     stages: Vec<String>,
 }
 
-async fn get_latest_versions(state: AppState, request: LatestVersions) -> Result<Json<Value>> {
+pub(super) async fn get_latest_versions(
+    State(state): State<AppState>,
+    Fields(request): Fields<LatestVersions>,
+) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let stages = request
         .stages
@@ -266,20 +250,6 @@ async fn get_latest_versions(state: AppState, request: LatestVersions) -> Result
     let versions = state.store.get_latest_versions(&name, &stages).await?;
     let versions: Vec<ModelVersionWire> = versions.iter().map(ModelVersionWire::from).collect();
     Ok(Json(json!({ "model_versions": versions })))
-}
-
-pub(super) async fn get_latest_versions_post(
-    State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<LatestVersions>,
-) -> Result<Json<Value>> {
-    get_latest_versions(state, request).await
-}
-
-pub(super) async fn get_latest_versions_get(
-    State(state): State<AppState>,
-    MlflowQuery(request): MlflowQuery<LatestVersions>,
-) -> Result<Json<Value>> {
-    get_latest_versions(state, request).await
 }
 
 // ----- aliases -----
@@ -295,7 +265,7 @@ pub(super) struct AliasRequest {
 pub(super) async fn set_alias(
     State(state): State<AppState>,
     actor: Actor,
-    MlflowJson(request): MlflowJson<AliasRequest>,
+    Fields(request): Fields<AliasRequest>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let alias = required(request.alias, "alias")?;
@@ -316,7 +286,7 @@ pub(super) async fn set_alias(
 pub(super) async fn delete_alias(
     State(state): State<AppState>,
     actor: Actor,
-    MlflowJson(request): MlflowJson<AliasRequest>,
+    Fields(request): Fields<AliasRequest>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let alias = required(request.alias, "alias")?;
@@ -327,17 +297,9 @@ pub(super) async fn delete_alias(
     Ok(empty())
 }
 
-pub(super) async fn delete_alias_or_query(
-    state: State<AppState>,
-    actor: Actor,
-    BodyOrQuery(request): BodyOrQuery<AliasRequest>,
-) -> Result<Json<Value>> {
-    delete_alias(state, actor, MlflowJson(request)).await
-}
-
 pub(super) async fn get_version_by_alias(
     State(state): State<AppState>,
-    MlflowQuery(request): MlflowQuery<AliasRequest>,
+    Fields(request): Fields<AliasRequest>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let alias = required(request.alias, "alias")?;
@@ -363,7 +325,7 @@ pub(super) struct CreateVersion {
 
 pub(super) async fn create_model_version(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<CreateVersion>,
+    Fields(request): Fields<CreateVersion>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let source = required(request.source.filter(|source| !source.is_empty()), "source")?;
@@ -467,7 +429,7 @@ pub(super) struct VersionRef {
 
 pub(super) async fn get_model_version(
     State(state): State<AppState>,
-    MlflowQuery(request): MlflowQuery<VersionRef>,
+    Fields(request): Fields<VersionRef>,
 ) -> Result<Json<Value>> {
     let version = state
         .store
@@ -487,7 +449,7 @@ pub(super) struct UpdateVersion {
 
 pub(super) async fn update_model_version(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<UpdateVersion>,
+    Fields(request): Fields<UpdateVersion>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let version = version_number(request.version)?;
@@ -503,7 +465,7 @@ pub(super) async fn update_model_version(
 pub(super) async fn delete_model_version(
     State(state): State<AppState>,
     actor: Actor,
-    MlflowJson(request): MlflowJson<VersionRef>,
+    Fields(request): Fields<VersionRef>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let version = version_number(request.version)?;
@@ -527,7 +489,7 @@ pub(super) struct TransitionStage {
 pub(super) async fn transition_stage(
     State(state): State<AppState>,
     actor: Actor,
-    MlflowJson(request): MlflowJson<TransitionStage>,
+    Fields(request): Fields<TransitionStage>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let version = version_number(request.version)?;
@@ -547,7 +509,10 @@ pub(super) async fn transition_stage(
     ))
 }
 
-async fn search_model_versions(state: AppState, request: SearchRequest) -> Result<Json<Value>> {
+pub(super) async fn search_model_versions(
+    State(state): State<AppState>,
+    Fields(request): Fields<SearchRequest>,
+) -> Result<Json<Value>> {
     let page = state
         .store
         .search_model_versions(request.as_search())
@@ -557,20 +522,6 @@ async fn search_model_versions(state: AppState, request: SearchRequest) -> Resul
         json!({ "model_versions": versions }),
         page.next_page_token,
     ))
-}
-
-pub(super) async fn search_model_versions_get(
-    State(state): State<AppState>,
-    MlflowQuery(request): MlflowQuery<SearchRequest>,
-) -> Result<Json<Value>> {
-    search_model_versions(state, request).await
-}
-
-pub(super) async fn search_model_versions_post(
-    State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<SearchRequest>,
-) -> Result<Json<Value>> {
-    search_model_versions(state, request).await
 }
 
 #[derive(Deserialize)]
@@ -584,7 +535,7 @@ pub(super) struct VersionTag {
 
 pub(super) async fn set_model_version_tag(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<VersionTag>,
+    Fields(request): Fields<VersionTag>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let version = version_number(request.version)?;
@@ -602,7 +553,7 @@ pub(super) async fn set_model_version_tag(
 
 pub(super) async fn delete_model_version_tag(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<VersionTag>,
+    Fields(request): Fields<VersionTag>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let version = version_number(request.version)?;
@@ -613,16 +564,9 @@ pub(super) async fn delete_model_version_tag(
     Ok(empty())
 }
 
-pub(super) async fn delete_model_version_tag_or_query(
-    state: State<AppState>,
-    BodyOrQuery(request): BodyOrQuery<VersionTag>,
-) -> Result<Json<Value>> {
-    delete_model_version_tag(state, MlflowJson(request)).await
-}
-
 pub(super) async fn get_download_uri(
     State(state): State<AppState>,
-    MlflowQuery(request): MlflowQuery<VersionRef>,
+    Fields(request): Fields<VersionRef>,
 ) -> Result<Json<Value>> {
     let version = state
         .store

@@ -5,7 +5,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{MlflowJson, MlflowQuery, lenient_f64, lenient_i64, lenient_opt_i64};
+use super::extract::{Fields, lenient_f64, lenient_i64, lenient_opt_i64};
 use super::wire::{ExperimentWire, KeyValueWire, MetricWire, RunInfoWire, RunWire};
 use super::{empty, required};
 use crate::app::AppState;
@@ -56,7 +56,7 @@ pub(super) struct CreateExperiment {
 
 pub(super) async fn create_experiment(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<CreateExperiment>,
+    Fields(request): Fields<CreateExperiment>,
 ) -> Result<Json<Value>> {
     let name = required(request.name, "name")?;
     tracking::validate_experiment_name(&name).map_err(Error::invalid)?;
@@ -82,7 +82,7 @@ pub(super) struct ExperimentRef {
 
 pub(super) async fn get_experiment(
     State(state): State<AppState>,
-    MlflowQuery(request): MlflowQuery<ExperimentRef>,
+    Fields(request): Fields<ExperimentRef>,
 ) -> Result<Json<Value>> {
     let experiment_id = parse_experiment_id(&required(request.experiment_id, "experiment_id")?)?;
     let experiment = state.store.get_experiment(experiment_id).await?;
@@ -98,7 +98,7 @@ pub(super) struct ExperimentByName {
 
 pub(super) async fn get_experiment_by_name(
     State(state): State<AppState>,
-    MlflowQuery(request): MlflowQuery<ExperimentByName>,
+    Fields(request): Fields<ExperimentByName>,
 ) -> Result<Json<Value>> {
     let name = required(request.experiment_name, "experiment_name")?;
     let experiment = state.store.get_experiment_by_name(&name).await?;
@@ -118,9 +118,9 @@ pub(super) struct SearchExperimentsRequest {
     page_token: Option<String>,
 }
 
-async fn search_experiments(
-    state: AppState,
-    request: SearchExperimentsRequest,
+pub(super) async fn search_experiments(
+    State(state): State<AppState>,
+    Fields(request): Fields<SearchExperimentsRequest>,
 ) -> Result<Json<Value>> {
     let view_type = ViewType::parse(request.view_type.as_deref()).map_err(Error::invalid)?;
     let page = state
@@ -141,20 +141,6 @@ async fn search_experiments(
     Ok(Json(body))
 }
 
-pub(super) async fn search_experiments_post(
-    State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<SearchExperimentsRequest>,
-) -> Result<Json<Value>> {
-    search_experiments(state, request).await
-}
-
-pub(super) async fn search_experiments_get(
-    State(state): State<AppState>,
-    MlflowQuery(request): MlflowQuery<SearchExperimentsRequest>,
-) -> Result<Json<Value>> {
-    search_experiments(state, request).await
-}
-
 #[derive(Deserialize)]
 pub(super) struct UpdateExperiment {
     experiment_id: Option<String>,
@@ -163,7 +149,7 @@ pub(super) struct UpdateExperiment {
 
 pub(super) async fn update_experiment(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<UpdateExperiment>,
+    Fields(request): Fields<UpdateExperiment>,
 ) -> Result<Json<Value>> {
     let experiment_id = parse_experiment_id(&required(request.experiment_id, "experiment_id")?)?;
     if let Some(new_name) = request.new_name {
@@ -178,7 +164,7 @@ pub(super) async fn update_experiment(
 
 pub(super) async fn delete_experiment(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<ExperimentRef>,
+    Fields(request): Fields<ExperimentRef>,
 ) -> Result<Json<Value>> {
     let experiment_id = parse_experiment_id(&required(request.experiment_id, "experiment_id")?)?;
     state
@@ -190,7 +176,7 @@ pub(super) async fn delete_experiment(
 
 pub(super) async fn restore_experiment(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<ExperimentRef>,
+    Fields(request): Fields<ExperimentRef>,
 ) -> Result<Json<Value>> {
     let experiment_id = parse_experiment_id(&required(request.experiment_id, "experiment_id")?)?;
     state
@@ -210,7 +196,7 @@ pub(super) struct ExperimentTag {
 
 pub(super) async fn set_experiment_tag(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<ExperimentTag>,
+    Fields(request): Fields<ExperimentTag>,
 ) -> Result<Json<Value>> {
     let experiment_id = parse_experiment_id(&required(request.experiment_id, "experiment_id")?)?;
     let tag = KeyValue {
@@ -224,7 +210,7 @@ pub(super) async fn set_experiment_tag(
 
 pub(super) async fn delete_experiment_tag(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<ExperimentTag>,
+    Fields(request): Fields<ExperimentTag>,
 ) -> Result<Json<Value>> {
     let experiment_id = parse_experiment_id(&required(request.experiment_id, "experiment_id")?)?;
     let key = required(request.key, "key")?;
@@ -250,7 +236,7 @@ pub(super) struct CreateRun {
 
 pub(super) async fn create_run(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<CreateRun>,
+    Fields(request): Fields<CreateRun>,
 ) -> Result<Json<Value>> {
     let experiment_id = parse_experiment_id(request.experiment_id.as_deref().unwrap_or("0"))?;
     let tags = validated_tags(request.tags)?;
@@ -277,7 +263,7 @@ pub(super) async fn create_run(
 
 pub(super) async fn get_run(
     State(state): State<AppState>,
-    MlflowQuery(request): MlflowQuery<RunRef>,
+    Fields(request): Fields<RunRef>,
 ) -> Result<Json<Value>> {
     let run = state.store.get_run(&request.resolve()?).await?;
     Ok(Json(json!({ "run": RunWire::from(&run) })))
@@ -295,7 +281,7 @@ pub(super) struct UpdateRun {
 
 pub(super) async fn update_run(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<UpdateRun>,
+    Fields(request): Fields<UpdateRun>,
 ) -> Result<Json<Value>> {
     let run_id = request.run.resolve()?;
     let status = request
@@ -327,7 +313,7 @@ pub(super) async fn update_run(
 
 pub(super) async fn delete_run(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<RunRef>,
+    Fields(request): Fields<RunRef>,
 ) -> Result<Json<Value>> {
     state
         .store
@@ -338,7 +324,7 @@ pub(super) async fn delete_run(
 
 pub(super) async fn restore_run(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<RunRef>,
+    Fields(request): Fields<RunRef>,
 ) -> Result<Json<Value>> {
     state
         .store
@@ -375,7 +361,7 @@ impl KeyValueRequest {
 
 pub(super) async fn log_param(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<KeyValueRequest>,
+    Fields(request): Fields<KeyValueRequest>,
 ) -> Result<Json<Value>> {
     let (run_id, param) = request.into_parts()?;
     tracking::validate_param(&param).map_err(Error::invalid)?;
@@ -394,7 +380,7 @@ pub(super) async fn log_param(
 
 pub(super) async fn set_tag(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<KeyValueRequest>,
+    Fields(request): Fields<KeyValueRequest>,
 ) -> Result<Json<Value>> {
     let (run_id, tag) = request.into_parts()?;
     tracking::validate_tag(&tag).map_err(Error::invalid)?;
@@ -420,7 +406,7 @@ pub(super) struct DeleteTag {
 
 pub(super) async fn delete_tag(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<DeleteTag>,
+    Fields(request): Fields<DeleteTag>,
 ) -> Result<Json<Value>> {
     let run_id = request.run.resolve()?;
     let key = required(request.key, "key")?;
@@ -471,7 +457,7 @@ pub(super) struct LogMetric {
 
 pub(super) async fn log_metric(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<LogMetric>,
+    Fields(request): Fields<LogMetric>,
 ) -> Result<Json<Value>> {
     let run_id = request.run.resolve()?;
     let (metric, model_id) = request.metric.into_metric()?;
@@ -506,7 +492,7 @@ pub(super) struct LogBatch {
 
 pub(super) async fn log_batch(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<LogBatch>,
+    Fields(request): Fields<LogBatch>,
 ) -> Result<Json<Value>> {
     let run_id = request.run.resolve()?;
     tracking::validate_batch_sizes(
@@ -545,7 +531,7 @@ pub(super) struct MetricHistory {
 
 pub(super) async fn get_metric_history(
     State(state): State<AppState>,
-    MlflowQuery(request): MlflowQuery<MetricHistory>,
+    Fields(request): Fields<MetricHistory>,
 ) -> Result<Json<Value>> {
     let run_id = request.run.resolve()?;
     let key = required(request.metric_key, "metric_key")?;
@@ -581,7 +567,7 @@ pub(super) struct SearchRunsRequest {
 
 pub(super) async fn search_runs(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<SearchRunsRequest>,
+    Fields(request): Fields<SearchRunsRequest>,
 ) -> Result<Json<Value>> {
     let experiment_ids = request
         .experiment_ids
@@ -629,7 +615,7 @@ pub(super) struct LogOutputs {
 
 pub(super) async fn log_outputs(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<LogOutputs>,
+    Fields(request): Fields<LogOutputs>,
 ) -> Result<Json<Value>> {
     let run_id = request.run.resolve()?;
     let models: Vec<(String, i64)> = request
@@ -678,7 +664,7 @@ pub(super) struct LogInputs {
 
 pub(super) async fn log_inputs(
     State(state): State<AppState>,
-    MlflowJson(request): MlflowJson<LogInputs>,
+    Fields(request): Fields<LogInputs>,
 ) -> Result<Json<Value>> {
     let run_id = request.run.resolve()?;
     let mut datasets = Vec::with_capacity(request.datasets.len());
