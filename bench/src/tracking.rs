@@ -7,9 +7,14 @@
 //!
 //! * `log-metric`: `POST runs/log-metric`, one run per client; requests/s.
 //! * `log-batch`: `POST runs/log-batch` with `--batch-size` metrics, one run per client; calls/s.
-//! * `search-runs`: `POST runs/search` over an experiment of `--runs` runs (created by log-batch
-//!   during setup) with a metric+param filter, ordered by a metric, 100 per page; p50/p99.
+//! * `search-runs`: `POST runs/search` over an experiment of `--runs` runs (created during setup
+//!   with runs/create + runs/log-batch) with a metric+param filter, ordered by a metric, 100 per
+//!   page; p50/p99.
 //! * `metric-history`: `GET metrics/get-history` of a `--history-points` metric; p50/p99.
+//!
+//! Before the scenarios, a few rounds of concurrent calls warm up the server's workers, and each
+//! measured window follows `--warmup-seconds` of the same load, untimed. Latency covers requests
+//! started in the window, throughput the successes finished in it.
 //!
 //! Any answer other than 200, a transport error or a body that contradicts what setup wrote
 //! counts as an error of its scenario; more than `--max-error-percent` fails the process.
@@ -287,12 +292,18 @@ fn now_ms() -> i64 {
 // ---------------------------------------------------------------------------------------------
 
 /// Outcomes of one scenario's measured phase, per client task and then merged.
+///
+/// Latency and the ok/error counts cover requests that *started* in the measured window;
+/// throughput counts successes that *finished* in it. With calls that take seconds (MLflow's
+/// log-batch), counting by start time would credit the window with work done after it.
 struct Stats {
     latency_us: Histogram<u64>,
     ok: u64,
     errors: u64,
-    /// Items moved by successful requests (metrics written, runs or points read).
-    items: u64,
+    /// Successful requests that finished inside the measured window.
+    completed_in_window: u64,
+    /// Items (metrics written, runs or points read) of those requests.
+    items_in_window: u64,
     error_samples: Vec<String>,
 }
 
@@ -304,20 +315,29 @@ impl Stats {
                 .expect("static histogram bounds are valid"),
             ok: 0,
             errors: 0,
-            items: 0,
+            completed_in_window: 0,
+            items_in_window: 0,
             error_samples: Vec::new(),
         }
     }
 
-    fn record(&mut self, elapsed: Duration, outcome: Result<u64, String>) {
+    fn record(&mut self, timing: RequestTiming, outcome: Result<u64, String>) {
         match outcome {
             Ok(items) => {
-                self.ok += 1;
-                self.items += items;
-                let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-                self.latency_us.saturating_record(micros.max(1));
+                if timing.finished_in_window {
+                    self.completed_in_window += 1;
+                    self.items_in_window += items;
+                }
+                if timing.started_in_window {
+                    self.ok += 1;
+                    let micros = u64::try_from(timing.elapsed.as_micros()).unwrap_or(u64::MAX);
+                    self.latency_us.saturating_record(micros.max(1));
+                }
             }
             Err(message) => {
+                if !timing.started_in_window {
+                    return;
+                }
                 self.errors += 1;
                 if self.error_samples.len() < KEPT_ERROR_SAMPLES {
                     self.error_samples.push(message);
@@ -329,7 +349,8 @@ impl Stats {
     fn merge(&mut self, other: Stats) {
         self.ok += other.ok;
         self.errors += other.errors;
-        self.items += other.items;
+        self.completed_in_window += other.completed_in_window;
+        self.items_in_window += other.items_in_window;
         self.latency_us
             .add(&other.latency_us)
             .expect("histograms with equal bounds merge");
@@ -341,6 +362,14 @@ impl Stats {
     }
 }
 
+/// When one request ran, relative to the measured window.
+#[derive(Debug, Clone, Copy)]
+struct RequestTiming {
+    elapsed: Duration,
+    started_in_window: bool,
+    finished_in_window: bool,
+}
+
 /// How long `drive` loads the server, untimed and then timed.
 #[derive(Debug, Clone, Copy)]
 struct Phases {
@@ -349,8 +378,8 @@ struct Phases {
 }
 
 /// Runs `operation(client_index, iteration)` in a loop on `clients` tasks for the warm-up and
-/// then the measured phase, and returns the merged stats of the requests that started in the
-/// measured phase, with the wall time from its start until the last answer.
+/// then the measured window, and returns the merged stats (see `Stats`) with the window's length.
+/// No request starts after the window; those in flight at its end are awaited.
 /// `operation` returns the number of items its request moved, or an error message.
 async fn drive<F, Fut>(
     clients: usize,
@@ -372,10 +401,14 @@ where
             while Instant::now() < deadline {
                 let request_started = Instant::now();
                 let outcome = operation(client_index, iteration).await;
+                let finished = Instant::now();
                 let failed = outcome.is_err();
-                if request_started >= measured_start {
-                    stats.record(request_started.elapsed(), outcome);
-                }
+                let timing = RequestTiming {
+                    elapsed: finished - request_started,
+                    started_in_window: request_started >= measured_start,
+                    finished_in_window: finished >= measured_start && finished <= deadline,
+                };
+                stats.record(timing, outcome);
                 iteration += 1;
                 if failed {
                     // A dead or refusing server answers at once: don't spin on it.
@@ -389,7 +422,7 @@ where
     for task in tasks {
         total.merge(task.await.context("a client task panicked")?);
     }
-    Ok((total, measured_start.elapsed()))
+    Ok((total, phases.measured))
 }
 
 /// One result line; also the JSON shape of `--json`.
@@ -405,9 +438,9 @@ struct ScenarioResult {
     ok: u64,
     errors: u64,
     error_percent: f64,
-    /// Successful requests per second of the measured phase.
+    /// Successful requests finished per second of the measured window.
     per_second: f64,
-    /// Items (metrics, runs, points) per second moved by successful requests.
+    /// Items (metrics, runs, points) per second moved by those requests.
     items_per_second: f64,
     p50_ms: f64,
     p90_ms: f64,
@@ -451,8 +484,8 @@ impl ScenarioResult {
             } else {
                 100.0 * stats.errors as f64 / requests as f64
             },
-            per_second: stats.ok as f64 / seconds,
-            items_per_second: stats.items as f64 / seconds,
+            per_second: stats.completed_in_window as f64 / seconds,
+            items_per_second: stats.items_in_window as f64 / seconds,
             p50_ms: quantile_ms(0.50),
             p90_ms: quantile_ms(0.90),
             p99_ms: quantile_ms(0.99),
@@ -806,6 +839,30 @@ impl SearchRun {
     }
 }
 
+/// Sends a few rounds of concurrent cheap API calls and waits for every answer. Each worker
+/// process of a fresh `mlflow server` sets up its store on its first API request, which takes
+/// seconds; without this, those stalls land in the first scenario's numbers.
+async fn warm_up_workers(tracking: &Tracking, clients: usize) -> anyhow::Result<()> {
+    const ROUNDS: usize = 4;
+    let started = Instant::now();
+    let body = json!({ "max_results": 1, "view_type": "ACTIVE_ONLY" });
+    for _ in 0..ROUNDS {
+        let calls =
+            (0..clients.max(4)).map(|_| tracking.post::<IgnoredAny>("experiments/search", &body));
+        for outcome in futures::future::join_all(calls).await {
+            outcome
+                .map_err(anyhow::Error::msg)
+                .context("warming up the server")?;
+        }
+    }
+    eprintln!(
+        "warm-up: {ROUNDS} rounds of {} concurrent experiments/search in {:.1} s",
+        clients.max(4),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 async fn create_search_run(
     tracking: &Tracking,
     experiment_id: &str,
@@ -882,6 +939,7 @@ async fn main() -> anyhow::Result<()> {
         .await
         .unwrap_or_else(|error| format!("unknown ({error})"));
     println!("server:  /health {health:?}, /version {version:?}");
+    warm_up_workers(&tracking, args.clients).await?;
 
     let prefix = args
         .experiment_prefix

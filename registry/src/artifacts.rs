@@ -744,6 +744,24 @@ fn storage_error(error: object_store::Error, path: &str) -> ArtifactError {
     }
 }
 
+/// On a local directory a file and a directory cannot share a path; that is the client's
+/// mistake (a 4xx), not a storage failure. `crate::error` makes the distinction.
+pub(crate) fn is_file_directory_clash(error: &object_store::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if let Some(io_error) = current.downcast_ref::<std::io::Error>()
+            && matches!(
+                io_error.kind(),
+                std::io::ErrorKind::NotADirectory | std::io::ErrorKind::IsADirectory
+            )
+        {
+            return true;
+        }
+        source = current.source();
+    }
+    false
+}
+
 fn background_task_failed(error: tokio::task::JoinError) -> object_store::Error {
     object_store::Error::JoinError { source: error }
 }

@@ -70,6 +70,12 @@ impl Error {
             Error::NotFound(_) => ErrorCode::ResourceDoesNotExist,
             Error::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
             Error::Database(sqlx::Error::PoolTimedOut) => ErrorCode::TemporarilyUnavailable,
+            // PostgreSQL refuses text it cannot store (a NUL character): the client's input is at fault.
+            Error::Database(sqlx::Error::Database(database_error))
+                if matches!(database_error.code().as_deref(), Some("22021" | "22P05")) =>
+            {
+                ErrorCode::InvalidParameterValue
+            }
             Error::Database(_) | Error::Storage(_) | Error::Internal(_) => ErrorCode::InternalError,
         }
     }
@@ -86,6 +92,11 @@ impl From<crate::artifacts::ArtifactError> for Error {
         use crate::artifacts::ArtifactError;
         match error {
             ArtifactError::NotFound { .. } => Error::NotFound(error.to_string()),
+            ArtifactError::Storage(ref storage) if crate::artifacts::is_file_directory_clash(storage) => {
+                Error::InvalidParameter(
+                    "Invalid artifact path: it runs through a file or names a directory; a file and a directory cannot share a path".to_owned(),
+                )
+            }
             ArtifactError::Storage(_) | ArtifactError::Config(_) => {
                 Error::Storage(error.to_string())
             }
@@ -102,6 +113,9 @@ impl IntoResponse for Error {
             ErrorCode::InternalError | ErrorCode::TemporarilyUnavailable => {
                 tracing::error!(error = %self, "request failed");
                 format!("{}: the server failed to handle the request", code.as_str())
+            }
+            _ if matches!(self, Error::Database(_)) => {
+                "Invalid parameter value: the request holds text the database cannot store (such as a NUL character)".to_owned()
             }
             _ => self.to_string(),
         };

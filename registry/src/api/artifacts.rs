@@ -158,16 +158,18 @@ pub(super) async fn create_multipart(
         )));
     }
     let upload_id = state.artifacts.create_multipart(&target).await?;
-    let host = headers
-        .get(header::HOST)
-        .and_then(|value| value.to_str().ok())
+    // Part URLs must reach this server as the client sees it, also behind a TLS-terminating proxy.
+    let header_text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let scheme = header_text("x-forwarded-proto").unwrap_or("http");
+    let host = header_text("x-forwarded-host")
+        .or_else(|| header_text(header::HOST.as_str()))
         .unwrap_or("localhost");
     let encoded_path =
         percent_encoding::utf8_percent_encode(target.as_str(), PATH_SEGMENT).to_string();
     let credentials: Vec<Value> = (1..=num_parts)
         .map(|part_number| {
             json!({
-                "url": format!("http://{host}{API_PREFIX}/mpu/part/{encoded_path}?upload_id={upload_id}&part_number={part_number}"),
+                "url": format!("{scheme}://{host}{API_PREFIX}/mpu/part/{encoded_path}?upload_id={upload_id}&part_number={part_number}"),
                 "part_number": part_number,
                 "headers": {},
             })

@@ -271,8 +271,8 @@ pub(super) async fn get_run(
 
 #[derive(Deserialize)]
 pub(super) struct UpdateRun {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     status: Option<String>,
     #[serde(default, deserialize_with = "lenient_opt_i64")]
     end_time: Option<i64>,
@@ -283,7 +283,11 @@ pub(super) async fn update_run(
     State(state): State<AppState>,
     Fields(request): Fields<UpdateRun>,
 ) -> Result<Json<Value>> {
-    let run_id = request.run.resolve()?;
+    let run_id = RunRef {
+        run_id: request.run_id,
+        run_uuid: request.run_uuid,
+    }
+    .resolve()?;
     let status = request
         .status
         .as_deref()
@@ -335,8 +339,8 @@ pub(super) async fn restore_run(
 
 #[derive(Deserialize)]
 pub(super) struct KeyValueRequest {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     key: Option<String>,
     value: Option<serde_json::Value>,
 }
@@ -344,7 +348,11 @@ pub(super) struct KeyValueRequest {
 impl KeyValueRequest {
     /// MLflow stores param and tag values as strings; a number sent by another client is kept as text.
     fn into_parts(self) -> Result<(String, KeyValue)> {
-        let run_id = self.run.resolve()?;
+        let run_id = RunRef {
+            run_id: self.run_id,
+            run_uuid: self.run_uuid,
+        }
+        .resolve()?;
         let key = required(self.key, "key")?;
         let value = match required(self.value, "value")? {
             serde_json::Value::String(text) => text,
@@ -399,8 +407,8 @@ pub(super) async fn set_tag(
 
 #[derive(Deserialize)]
 pub(super) struct DeleteTag {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     key: Option<String>,
 }
 
@@ -408,7 +416,11 @@ pub(super) async fn delete_tag(
     State(state): State<AppState>,
     Fields(request): Fields<DeleteTag>,
 ) -> Result<Json<Value>> {
-    let run_id = request.run.resolve()?;
+    let run_id = RunRef {
+        run_id: request.run_id,
+        run_uuid: request.run_uuid,
+    }
+    .resolve()?;
     let key = required(request.key, "key")?;
     state.store.delete_run_tag(&run_id, &key).await?;
     Ok(empty())
@@ -449,18 +461,35 @@ impl MetricRequest {
 
 #[derive(Deserialize)]
 pub(super) struct LogMetric {
-    #[serde(flatten)]
-    run: RunRef,
-    #[serde(flatten)]
-    metric: MetricRequest,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+    key: Option<String>,
+    #[serde(default, deserialize_with = "lenient_opt_f64")]
+    value: Option<f64>,
+    #[serde(default, deserialize_with = "lenient_opt_i64")]
+    timestamp: Option<i64>,
+    #[serde(default, deserialize_with = "lenient_opt_i64")]
+    step: Option<i64>,
+    model_id: Option<String>,
 }
 
 pub(super) async fn log_metric(
     State(state): State<AppState>,
     Fields(request): Fields<LogMetric>,
 ) -> Result<Json<Value>> {
-    let run_id = request.run.resolve()?;
-    let (metric, model_id) = request.metric.into_metric()?;
+    let run_id = RunRef {
+        run_id: request.run_id,
+        run_uuid: request.run_uuid,
+    }
+    .resolve()?;
+    let (metric, model_id) = MetricRequest {
+        key: request.key,
+        value: request.value,
+        timestamp: request.timestamp,
+        step: request.step,
+        model_id: request.model_id,
+    }
+    .into_metric()?;
     let model_metrics = model_id
         .map(|model_id| vec![(model_id, metric.clone())])
         .unwrap_or_default();
@@ -480,8 +509,8 @@ pub(super) async fn log_metric(
 
 #[derive(Deserialize)]
 pub(super) struct LogBatch {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     #[serde(default)]
     metrics: Vec<MetricRequest>,
     #[serde(default)]
@@ -494,7 +523,11 @@ pub(super) async fn log_batch(
     State(state): State<AppState>,
     Fields(request): Fields<LogBatch>,
 ) -> Result<Json<Value>> {
-    let run_id = request.run.resolve()?;
+    let run_id = RunRef {
+        run_id: request.run_id,
+        run_uuid: request.run_uuid,
+    }
+    .resolve()?;
     tracking::validate_batch_sizes(
         request.metrics.len(),
         request.params.len(),
@@ -521,8 +554,8 @@ pub(super) async fn log_batch(
 
 #[derive(Deserialize)]
 pub(super) struct MetricHistory {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     metric_key: Option<String>,
     #[serde(default, deserialize_with = "lenient_opt_i64")]
     max_results: Option<i64>,
@@ -533,7 +566,11 @@ pub(super) async fn get_metric_history(
     State(state): State<AppState>,
     Fields(request): Fields<MetricHistory>,
 ) -> Result<Json<Value>> {
-    let run_id = request.run.resolve()?;
+    let run_id = RunRef {
+        run_id: request.run_id,
+        run_uuid: request.run_uuid,
+    }
+    .resolve()?;
     let key = required(request.metric_key, "metric_key")?;
     let page = state
         .store
@@ -607,8 +644,8 @@ struct ModelOutput {
 
 #[derive(Deserialize)]
 pub(super) struct LogOutputs {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     #[serde(default)]
     models: Vec<ModelOutput>,
 }
@@ -617,7 +654,11 @@ pub(super) async fn log_outputs(
     State(state): State<AppState>,
     Fields(request): Fields<LogOutputs>,
 ) -> Result<Json<Value>> {
-    let run_id = request.run.resolve()?;
+    let run_id = RunRef {
+        run_id: request.run_id,
+        run_uuid: request.run_uuid,
+    }
+    .resolve()?;
     let models: Vec<(String, i64)> = request
         .models
         .into_iter()
@@ -654,8 +695,8 @@ struct ModelInput {
 
 #[derive(Deserialize)]
 pub(super) struct LogInputs {
-    #[serde(flatten)]
-    run: RunRef,
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     #[serde(default)]
     datasets: Vec<DatasetInputBody>,
     #[serde(default)]
@@ -666,7 +707,11 @@ pub(super) async fn log_inputs(
     State(state): State<AppState>,
     Fields(request): Fields<LogInputs>,
 ) -> Result<Json<Value>> {
-    let run_id = request.run.resolve()?;
+    let run_id = RunRef {
+        run_id: request.run_id,
+        run_uuid: request.run_uuid,
+    }
+    .resolve()?;
     let mut datasets = Vec::with_capacity(request.datasets.len());
     for input in request.datasets {
         let dataset = required(input.dataset, "dataset")?;

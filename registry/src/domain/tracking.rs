@@ -189,13 +189,26 @@ pub fn validate_value_length(
     Ok(())
 }
 
+/// PostgreSQL cannot store a NUL character in text, so neither backend accepts one: refusing it
+/// here keeps SQLite and PostgreSQL alike and turns what would be a database error into a 400.
+fn validate_no_nul(kind: &str, key: &str, value: &str) -> Result<(), String> {
+    if value.contains('\0') {
+        return Err(format!(
+            "{kind} value for key '{key}' contains a NUL character, which cannot be stored"
+        ));
+    }
+    Ok(())
+}
+
 pub fn validate_param(param: &KeyValue) -> Result<(), String> {
     validate_key("Param", &param.key)?;
+    validate_no_nul("Param", &param.key, &param.value)?;
     validate_value_length("Param", &param.key, &param.value, MAX_PARAM_VALUE_LENGTH)
 }
 
 pub fn validate_tag(tag: &KeyValue) -> Result<(), String> {
     validate_key("Tag", &tag.key)?;
+    validate_no_nul("Tag", &tag.key, &tag.value)?;
     validate_value_length("Tag", &tag.key, &tag.value, MAX_TAG_VALUE_LENGTH)
 }
 
@@ -237,6 +250,9 @@ pub fn validate_experiment_name(name: &str) -> Result<(), String> {
         return Err(format!(
             "Experiment name exceeds the maximum length of {MAX_EXPERIMENT_NAME_LENGTH} characters"
         ));
+    }
+    if name.contains('\0') {
+        return Err("Invalid experiment name: it contains a NUL character".to_owned());
     }
     Ok(())
 }
@@ -340,6 +356,19 @@ mod tests {
                 .unwrap_err()
                 .contains("in total")
         );
+    }
+
+    #[test]
+    fn nul_characters_are_refused_in_values_and_names() {
+        let pair = |value: &str| KeyValue {
+            key: "k".to_owned(),
+            value: value.to_owned(),
+        };
+        assert!(validate_tag(&pair("a\0b")).unwrap_err().contains("NUL"));
+        assert!(validate_param(&pair("\0")).unwrap_err().contains("NUL"));
+        assert!(validate_tag(&pair("plain")).is_ok());
+        assert!(validate_experiment_name("a\0b").is_err());
+        assert!(validate_experiment_name("fraud").is_ok());
     }
 
     #[test]

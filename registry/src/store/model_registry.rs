@@ -812,12 +812,15 @@ impl Store {
 
     pub async fn version_files(&self, name: &str, version: i64) -> Result<Vec<VersionFile>> {
         self.get_model_version(name, version).await?;
-        let rows = sqlx::query("SELECT path, size, sha256 FROM model_version_files WHERE name = $1 AND version = $2 ORDER BY path")
-            .bind(name)
-            .bind(version)
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
+        let rows = sqlx::query(
+            "SELECT path, size, sha256 FROM model_version_files WHERE name = $1 AND version = $2",
+        )
+        .bind(name)
+        .bind(version)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut files = rows
+            .iter()
             .map(|row| {
                 Ok(VersionFile {
                     path: get_text(row, "path")?,
@@ -825,7 +828,10 @@ impl Store {
                     sha256: get_text(row, "sha256")?,
                 })
             })
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        // Byte order on every backend, whatever the database's collation.
+        files.sort_by(|left, right| left.path.cmp(&right.path));
+        Ok(files)
     }
 
     /// The model's history, oldest first. Kept after the model is deleted.

@@ -1,0 +1,10 @@
+//! The registry's integration test binary: the store conformance suite and the HTTP suite, each
+//! run against both SQLite and PostgreSQL, plus the tidy checks. Run it with `bash scripts/test`,
+//! or `cargo nextest run -p okla-registry --test it` with `TEST_DATABASE_URL` set.
+
+#[macro_use]
+mod support;
+
+mod http_api;
+mod store_conformance;
+mod tidy;
