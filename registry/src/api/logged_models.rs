@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Fields, lenient_opt_i64};
-use super::wire::{KeyValueWire, LoggedModelWire};
+use super::wire::{KeyValueWire, Listing, LoggedModelWire};
 use super::{empty, required};
 use crate::app::AppState;
 use crate::domain::KeyValue;
@@ -195,7 +195,7 @@ fn ascending_default() -> bool {
 pub(super) async fn search(
     State(state): State<AppState>,
     Fields(request): Fields<SearchLoggedModelsRequest>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Listing<LoggedModelWire>>> {
     let experiment_ids = request
         .experiment_ids
         .iter()
@@ -222,14 +222,5 @@ pub(super) async fn search(
             page_token: request.page_token.as_deref(),
         })
         .await?;
-    let models: Vec<LoggedModelWire> = page.items.iter().map(LoggedModelWire::from).collect();
-    let mut body = if models.is_empty() {
-        json!({})
-    } else {
-        json!({ "models": models })
-    };
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = json!(token);
-    }
-    Ok(Json(body))
+    Ok(Json(Listing::of("models", page)))
 }

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Actor, Fields, lenient_opt_i64};
-use super::wire::{KeyValueWire, ModelVersionWire, RegisteredModelWire};
+use super::wire::{KeyValueWire, Listing, ModelVersionWire, RegisteredModelWire};
 use super::{empty, required};
 use crate::app::AppState;
 use crate::domain::KeyValue;
@@ -172,27 +172,15 @@ impl SearchRequest {
     }
 }
 
-fn with_token(mut body: Value, token: Option<String>) -> Json<Value> {
-    if let Some(token) = token {
-        body["next_page_token"] = json!(token);
-    }
-    Json(body)
-}
-
 pub(super) async fn search_registered_models(
     State(state): State<AppState>,
     Fields(request): Fields<SearchRequest>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Listing<RegisteredModelWire>>> {
     let page = state
         .store
         .search_registered_models(request.as_search())
         .await?;
-    let models: Vec<RegisteredModelWire> =
-        page.items.iter().map(RegisteredModelWire::from).collect();
-    Ok(with_token(
-        json!({ "registered_models": models }),
-        page.next_page_token,
-    ))
+    Ok(Json(Listing::of("registered_models", page)))
 }
 
 #[derive(Deserialize)]
@@ -512,16 +500,12 @@ pub(super) async fn transition_stage(
 pub(super) async fn search_model_versions(
     State(state): State<AppState>,
     Fields(request): Fields<SearchRequest>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Listing<ModelVersionWire>>> {
     let page = state
         .store
         .search_model_versions(request.as_search())
         .await?;
-    let versions: Vec<ModelVersionWire> = page.items.iter().map(ModelVersionWire::from).collect();
-    Ok(with_token(
-        json!({ "model_versions": versions }),
-        page.next_page_token,
-    ))
+    Ok(Json(Listing::of("model_versions", page)))
 }
 
 #[derive(Deserialize)]

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Fields, lenient_f64, lenient_i64, lenient_opt_i64};
-use super::wire::{ExperimentWire, KeyValueWire, MetricWire, RunInfoWire, RunWire};
+use super::wire::{ExperimentWire, KeyValueWire, Listing, MetricWire, RunInfoWire, RunWire};
 use super::{empty, required};
 use crate::app::AppState;
 use crate::domain::tracking::{self, DatasetInput, Metric, RunStatus};
@@ -121,7 +121,7 @@ pub(super) struct SearchExperimentsRequest {
 pub(super) async fn search_experiments(
     State(state): State<AppState>,
     Fields(request): Fields<SearchExperimentsRequest>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Listing<ExperimentWire>>> {
     let view_type = ViewType::parse(request.view_type.as_deref()).map_err(Error::invalid)?;
     let page = state
         .store
@@ -133,12 +133,7 @@ pub(super) async fn search_experiments(
             page_token: request.page_token.as_deref(),
         })
         .await?;
-    let experiments: Vec<ExperimentWire> = page.items.iter().map(ExperimentWire::from).collect();
-    let mut body = json!({ "experiments": experiments });
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = json!(token);
-    }
-    Ok(Json(body))
+    Ok(Json(Listing::<ExperimentWire>::of("experiments", page)))
 }
 
 #[derive(Deserialize)]
@@ -565,7 +560,7 @@ pub(super) struct MetricHistory {
 pub(super) async fn get_metric_history(
     State(state): State<AppState>,
     Fields(request): Fields<MetricHistory>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Listing<MetricWire>>> {
     let run_id = RunRef {
         run_id: request.run_id,
         run_uuid: request.run_uuid,
@@ -581,12 +576,7 @@ pub(super) async fn get_metric_history(
             request.page_token.as_deref(),
         )
         .await?;
-    let metrics: Vec<MetricWire> = page.items.iter().map(MetricWire::from).collect();
-    let mut body = json!({ "metrics": metrics });
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = json!(token);
-    }
-    Ok(Json(body))
+    Ok(Json(Listing::of("metrics", page)))
 }
 
 #[derive(Deserialize)]
@@ -605,7 +595,7 @@ pub(super) struct SearchRunsRequest {
 pub(super) async fn search_runs(
     State(state): State<AppState>,
     Fields(request): Fields<SearchRunsRequest>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Listing<RunWire>>> {
     let experiment_ids = request
         .experiment_ids
         .iter()
@@ -623,16 +613,7 @@ pub(super) async fn search_runs(
             page_token: request.page_token.as_deref(),
         })
         .await?;
-    let runs: Vec<RunWire> = page.items.iter().map(RunWire::from).collect();
-    let mut body = if runs.is_empty() {
-        json!({})
-    } else {
-        json!({ "runs": runs })
-    };
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = json!(token);
-    }
-    Ok(Json(body))
+    Ok(Json(Listing::of("runs", page)))
 }
 
 #[derive(Deserialize)]

@@ -1,7 +1,8 @@
 //! MLflow's JSON shapes (proto3 JSON: snake_case fields, int64 as numbers, empty fields omitted),
 //! built from domain types. Only this module knows how entities look on the wire.
 
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::extract::serialize_f64;
 use crate::domain::KeyValue;
@@ -437,5 +438,41 @@ impl From<&HistoryEntry> for HistoryEntryWire {
             timestamp: entry.time,
             comment: entry.comment.clone(),
         }
+    }
+}
+
+/// A page of a search or list answer: `{"<field>": [...], "next_page_token": "..."}`, with an
+/// empty list omitted as proto3 JSON does. Serialised straight to the response body, since
+/// pages can hold tens of thousands of entries.
+pub(super) struct Listing<T> {
+    pub(super) field: &'static str,
+    pub(super) items: Vec<T>,
+    pub(super) next_page_token: Option<String>,
+}
+
+impl<T> Listing<T> {
+    /// Converts a page of domain entities into their wire form.
+    pub(super) fn of<D>(field: &'static str, page: crate::store::Page<D>) -> Listing<T>
+    where
+        T: for<'a> From<&'a D>,
+    {
+        Listing {
+            field,
+            items: page.items.iter().map(T::from).collect(),
+            next_page_token: page.next_page_token,
+        }
+    }
+}
+
+impl<T: Serialize> Serialize for Listing<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if !self.items.is_empty() {
+            map.serialize_entry(self.field, &self.items)?;
+        }
+        if let Some(token) = &self.next_page_token {
+            map.serialize_entry("next_page_token", token)?;
+        }
+        map.end()
     }
 }

@@ -53,8 +53,10 @@ pub fn build_search(
         binds: Vec::new(),
         alias_count: 0,
     };
+    let (filter_expression, ordered_metric_filters) =
+        split_ordered_metric_filters(filter_expression, &order_terms, builder.tables);
     // The joins come first in the statement, so they take the first bind numbers.
-    let (joins, order_sql) = builder.order_sql(&order_terms)?;
+    let (joins, order_sql) = builder.order_sql(&order_terms, &ordered_metric_filters)?;
     let where_sql = match &filter_expression {
         Some(expression) => Some(builder.expression_sql(expression)?),
         None => None,
@@ -65,6 +67,54 @@ pub fn build_search(
         order_sql,
         binds: builder.binds,
     })
+}
+
+/// Takes out of the filter the top-level `AND` conditions on a metric that the results are also
+/// ordered by (`metrics.rmse < 0.5 ... ORDER BY metrics.rmse`). Such a condition guarantees the
+/// metric is present and not NaN, so one inner join can both filter and order: the database then
+/// walks the metric's (key, value) index in order and stops after one page, instead of testing
+/// every run with a subquery and sorting them all.
+fn split_ordered_metric_filters(
+    filter_expression: Option<FilterExpression>,
+    order_terms: &[OrderByTerm],
+    tables: &EntityTables,
+) -> (Option<FilterExpression>, Vec<Comparison>) {
+    let single_latest_row = tables
+        .metrics
+        .as_ref()
+        .is_some_and(|metrics| metrics.one_row_per_key);
+    let is_promotable = |expression: &FilterExpression| match expression {
+        FilterExpression::Comparison(Comparison {
+            field: Field::Metric(key),
+            predicate: Predicate::Number { comparator, .. },
+        }) => {
+            *comparator != NumberComparator::NotEqual
+                && order_terms.iter().any(
+                    |term| matches!(&term.field, OrderField::Metric(ordered) if ordered == key),
+                )
+        }
+        _ => false,
+    };
+    let conjuncts = match filter_expression {
+        _ if !single_latest_row => return (filter_expression, Vec::new()),
+        None => return (None, Vec::new()),
+        Some(FilterExpression::And(operands)) => operands,
+        Some(other) => vec![other],
+    };
+    let (promoted, remaining): (Vec<_>, Vec<_>) = conjuncts.into_iter().partition(is_promotable);
+    let promoted = promoted
+        .into_iter()
+        .filter_map(|expression| match expression {
+            FilterExpression::Comparison(comparison) => Some(comparison),
+            _ => None,
+        })
+        .collect();
+    let remaining = match remaining.len() {
+        0 => None,
+        1 => remaining.into_iter().next(),
+        _ => Some(FilterExpression::And(remaining)),
+    };
+    (remaining, promoted)
 }
 
 /// A key/value side table (metrics, params or tags) hanging off an entity table.
@@ -535,7 +585,11 @@ impl SqlBuilder {
     }
 
     /// Builds the `LEFT JOIN`s and the full `ORDER BY` list, tie-breaks included.
-    fn order_sql(&mut self, terms: &[OrderByTerm]) -> Result<(String, String), SearchError> {
+    fn order_sql(
+        &mut self,
+        terms: &[OrderByTerm],
+        ordered_metric_filters: &[Comparison],
+    ) -> Result<(String, String), SearchError> {
         let mut joins: Vec<String> = Vec::new();
         let mut order_terms: Vec<String> = Vec::new();
         let mut ordered_attributes: Vec<Attribute> = Vec::new();
@@ -545,6 +599,16 @@ impl SqlBuilder {
                 OrderField::Attribute(attribute) => {
                     self.push_attribute_order(*attribute, term.ascending, &mut order_terms)?;
                     ordered_attributes.push(*attribute);
+                }
+                OrderField::Metric(key)
+                    if ordered_metric_filters
+                        .iter()
+                        .any(|comparison| matches!(&comparison.field, Field::Metric(filtered) if filtered == key)) =>
+                {
+                    let (join, alias) = self.filtering_order_join(key, ordered_metric_filters)?;
+                    joins.push(join);
+                    // The join's conditions exclude missing and NaN values.
+                    order_terms.push(format!("{alias}.value {direction}"));
                 }
                 OrderField::Metric(key) => {
                     let (join, alias, presence_column) = self.order_join(ChildKind::Metric, key)?;
@@ -597,6 +661,38 @@ impl SqlBuilder {
             if ascending { "ASC" } else { "DESC" }
         ));
         Ok(())
+    }
+
+    /// An inner join on the latest value of metric `key` that carries every filter condition on
+    /// that metric (see `split_ordered_metric_filters`).
+    fn filtering_order_join(
+        &mut self,
+        key: &str,
+        filters: &[Comparison],
+    ) -> Result<(String, String), SearchError> {
+        let child = self.child_table(ChildKind::Metric, key)?;
+        let alias = format!("o{}", self.next_alias_number());
+        let correlation = self.correlation(child, &alias);
+        let key_bind = self.bind_text(key);
+        let mut conditions = vec![format!("{alias}.is_nan = 0")];
+        for comparison in filters {
+            if let (Field::Metric(filtered), Predicate::Number { comparator, value }) =
+                (&comparison.field, &comparison.predicate)
+                && filtered == key
+            {
+                let value_bind = self.bind(SqlValue::Real(value.as_f64()));
+                conditions.push(format!(
+                    "{alias}.value {} {value_bind}",
+                    comparator.symbol()
+                ));
+            }
+        }
+        let join = format!(
+            "JOIN {} {alias} ON {correlation} AND {alias}.key = {key_bind} AND {}",
+            child.table,
+            conditions.join(" AND ")
+        );
+        Ok((join, alias))
     }
 
     /// A `LEFT JOIN` bringing one side-table row per entity row for `key`. Returns the join,
@@ -897,6 +993,49 @@ mod tests {
                 binds: vec![],
             },
         );
+    }
+
+    #[test]
+    fn a_metric_both_filtered_and_ordered_is_one_inner_join() {
+        check_sql(
+            Entity::Runs,
+            "metrics.rmse < 0.5 and params.alpha = '0.1' and metrics.rmse >= 0.1",
+            &["metrics.rmse DESC"],
+            Expected {
+                joins: "JOIN latest_metrics o1 ON o1.run_uuid = runs.run_uuid AND o1.key = $1 \
+                        AND o1.is_nan = 0 AND o1.value < $2 AND o1.value >= $3",
+                where_sql: Some(
+                    "EXISTS (SELECT 1 FROM params p2 WHERE p2.run_uuid = runs.run_uuid \
+                     AND p2.key = $4 AND p2.value = $5)",
+                ),
+                order_sql: "o1.value DESC, runs.start_time DESC, runs.run_uuid ASC",
+                binds: vec![
+                    text("rmse"),
+                    SqlValue::Real(0.5),
+                    SqlValue::Real(0.1),
+                    text("alpha"),
+                    text("0.1"),
+                ],
+            },
+        );
+        // Under OR, or with `!=`, a run may lack the metric: the general form stays.
+        for filter in [
+            "metrics.rmse < 0.5 OR params.alpha = '0.1'",
+            "metrics.rmse != 0.5",
+        ] {
+            let built = build_search(Entity::Runs, filter, &["metrics.rmse".to_owned()])
+                .expect("valid search");
+            assert!(
+                built.joins.starts_with("LEFT JOIN"),
+                "{filter}: {}",
+                built.joins
+            );
+            assert!(
+                built.order_sql.contains("IS NULL"),
+                "{filter}: {}",
+                built.order_sql
+            );
+        }
     }
 
     #[test]

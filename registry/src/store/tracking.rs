@@ -612,19 +612,25 @@ impl Store {
         self.get_run_info(run_id).await?;
         let paging = Paging::new(max_results, 25_000, 1_000_000, page_token)?;
         let sql = format!(
-            "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = $1 AND key = $2 \
+            "SELECT value, timestamp, step, is_nan FROM metrics WHERE run_uuid = $1 AND key = $2 \
              ORDER BY step, timestamp, value {}",
             paging.sql()
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        // Histories run to hundreds of thousands of points: decode by position, not by name.
+        let rows: Vec<(f64, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(run_id)
             .bind(key)
             .fetch_all(&self.reader)
             .await?;
         let metrics = rows
-            .iter()
-            .map(metric_from_row)
-            .collect::<Result<Vec<_>>>()?;
+            .into_iter()
+            .map(|(value, timestamp, step, is_nan)| Metric {
+                key: key.to_owned(),
+                value: if is_nan != 0 { f64::NAN } else { value },
+                timestamp,
+                step,
+            })
+            .collect();
         Ok(paging.finish(metrics))
     }
 
