@@ -47,12 +47,13 @@ impl AppState {
 }
 
 /// Serves the API on an already-bound listener until `shutdown` fires, then finishes the
-/// requests in flight.
+/// requests in flight. Also keeps the database's planner statistics fresh meanwhile.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    tokio::spawn(state.store.clone().keep_statistics_fresh(shutdown.clone()));
     let router = crate::api::router(state);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())

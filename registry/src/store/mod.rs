@@ -4,6 +4,7 @@
 pub mod logged_models;
 pub mod model_registry;
 pub mod search_sql;
+mod statistics;
 pub mod tracking;
 
 use std::str::FromStr;

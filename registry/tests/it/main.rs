@@ -6,5 +6,6 @@
 mod support;
 
 mod http_api;
+mod statistics;
 mod store_conformance;
 mod tidy;
