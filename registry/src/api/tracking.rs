@@ -421,8 +421,12 @@ pub(super) async fn delete_tag(
     Ok(empty())
 }
 
+/// One metric: the body of `log-metric`, or an entry of `log-batch` (where MLflow's client may
+/// repeat the run id, which the batch's own run id overrides).
 #[derive(Deserialize)]
 pub(super) struct MetricRequest {
+    run_id: Option<String>,
+    run_uuid: Option<String>,
     key: Option<String>,
     #[serde(default, deserialize_with = "lenient_opt_f64")]
     value: Option<f64>,
@@ -454,37 +458,16 @@ impl MetricRequest {
     }
 }
 
-#[derive(Deserialize)]
-pub(super) struct LogMetric {
-    run_id: Option<String>,
-    run_uuid: Option<String>,
-    key: Option<String>,
-    #[serde(default, deserialize_with = "lenient_opt_f64")]
-    value: Option<f64>,
-    #[serde(default, deserialize_with = "lenient_opt_i64")]
-    timestamp: Option<i64>,
-    #[serde(default, deserialize_with = "lenient_opt_i64")]
-    step: Option<i64>,
-    model_id: Option<String>,
-}
-
 pub(super) async fn log_metric(
     State(state): State<AppState>,
-    Fields(request): Fields<LogMetric>,
+    Fields(mut request): Fields<MetricRequest>,
 ) -> Result<Json<Value>> {
     let run_id = RunRef {
-        run_id: request.run_id,
-        run_uuid: request.run_uuid,
+        run_id: request.run_id.take(),
+        run_uuid: request.run_uuid.take(),
     }
     .resolve()?;
-    let (metric, model_id) = MetricRequest {
-        key: request.key,
-        value: request.value,
-        timestamp: request.timestamp,
-        step: request.step,
-        model_id: request.model_id,
-    }
-    .into_metric()?;
+    let (metric, model_id) = request.into_metric()?;
     let model_metrics = model_id
         .map(|model_id| vec![(model_id, metric.clone())])
         .unwrap_or_default();
