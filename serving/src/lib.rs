@@ -1,4 +1,19 @@
-//! `okla-serving`: the KServe V2 model server that follows the registry.
+//! `okla-serving`: a KServe V2 model server (gRPC and HTTP, plus TF Serving's REST `:predict`)
+//! on ONNX Runtime and candle.
 //!
-//! Not built yet; the crate holds its place in the workspace so that its edges (it depends on
-//! `okla-proto`, never on `okla-registry`) are fixed from the start.
+//! Data flows one way: a source (today the model repository directory, `repository`) says which
+//! versions to serve; the `manager` loads them through a `backend`, warms them up and swaps them
+//! in; each loaded version has a `batcher` running inference on its own threads; `service` is
+//! the protocol-neutral entry point the `api` modules translate to and from.
+
+pub mod api;
+pub mod app;
+pub mod backend;
+pub mod batcher;
+pub mod config;
+pub mod error;
+pub mod manager;
+pub mod metrics;
+pub mod repository;
+pub mod service;
+pub mod tensor;

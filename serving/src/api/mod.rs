@@ -1,0 +1,36 @@
+//! The wire protocols. Each module translates between its format and [`crate::service`] types.
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tower_http::trace::TraceLayer;
+
+use crate::service::InferenceService;
+
+pub mod grpc;
+pub mod json;
+pub mod tfserving;
+pub mod v2;
+
+/// Every HTTP route: V2 REST, TF Serving REST and `/metrics`.
+pub fn http_router(service: InferenceService, max_request_bytes: usize) -> Router {
+    Router::new()
+        .merge(v2::router())
+        .merge(tfserving::router())
+        .route("/metrics", get(metrics))
+        .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(service)
+}
+
+async fn metrics(State(service): State<InferenceService>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        service.metrics().encode(),
+    )
+}

@@ -1,0 +1,72 @@
+//! Wiring: backends, manager, service, and the HTTP and gRPC listeners.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api;
+use crate::backend::Backend;
+use crate::backend::candle::CandleBackend;
+use crate::backend::onnx::OnnxBackend;
+use crate::config::ServingConfig;
+use crate::manager::{ManagerSettings, ModelManager};
+use crate::metrics::Metrics;
+use crate::repository::ModelRepository;
+use crate::service::InferenceService;
+
+/// Builds the service and loads every model of the repository. Models that fail to load are
+/// reported and left unready; a missing runtime library is an error.
+pub async fn start(config: &ServingConfig) -> anyhow::Result<InferenceService> {
+    let onnx = OnnxBackend::new(config.onnxruntime_library.as_deref())
+        .context("cannot start the ONNX backend")?;
+    let backends: Vec<Arc<dyn Backend>> = vec![Arc::new(onnx), Arc::new(CandleBackend)];
+    let metrics = Arc::new(Metrics::new());
+    let settings = ManagerSettings {
+        default_instances: config.instances(),
+        max_queue_size: config.max_queue_size,
+    };
+    let repository = ModelRepository::new(&config.model_repository);
+    let manager = Arc::new(ModelManager::new(
+        repository,
+        backends,
+        settings,
+        metrics.clone(),
+    ));
+    manager
+        .load_all()
+        .await
+        .context("cannot load the model repository")?;
+    Ok(InferenceService::new(manager, metrics))
+}
+
+/// Serves HTTP and gRPC until `shutdown` is cancelled.
+pub async fn serve(
+    service: InferenceService,
+    http: TcpListener,
+    grpc: TcpListener,
+    max_request_bytes: usize,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let router = api::http_router(service.clone(), max_request_bytes);
+    let http_shutdown = shutdown.clone();
+    let http_server = async move {
+        axum::serve(http, router)
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await
+            .context("HTTP server failed")
+    };
+    let grpc_server = async move {
+        tonic::transport::Server::builder()
+            .add_service(api::grpc::server(service, max_request_bytes))
+            .serve_with_incoming_shutdown(
+                tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                shutdown.cancelled_owned(),
+            )
+            .await
+            .context("gRPC server failed")
+    };
+    tokio::try_join!(http_server, grpc_server)?;
+    Ok(())
+}

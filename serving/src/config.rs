@@ -1,0 +1,49 @@
+//! Command-line flags (Triton's and TF Serving's names where they have one), each also read
+//! from an environment variable.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "okla-serving",
+    version,
+    about = "KServe V2 model server (gRPC + HTTP) on ONNX Runtime and candle"
+)]
+pub struct ServingConfig {
+    /// Address to bind both listeners to.
+    #[arg(long, env = "OKLA_SERVING_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// HTTP port (V2 REST, TF Serving REST, /metrics); 0 picks a free one.
+    #[arg(long, env = "OKLA_HTTP_PORT", default_value_t = 8000)]
+    pub http_port: u16,
+    /// gRPC port (inference.GRPCInferenceService); 0 picks a free one.
+    #[arg(long, env = "OKLA_GRPC_PORT", default_value_t = 8001)]
+    pub grpc_port: u16,
+    /// Directory laid out as `<model>/<version>/model.onnx` (or model.safetensors + config.json).
+    #[arg(long, env = "OKLA_MODEL_REPOSITORY")]
+    pub model_repository: PathBuf,
+    /// Path of ONNX Runtime's shared library (libonnxruntime.so.1.x). Without it, the library
+    /// of the `onnxruntime` Python package in ./.venv or in the activated virtualenv
+    /// ($VIRTUAL_ENV) is used if found.
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub onnxruntime_library: Option<PathBuf>,
+    /// Sessions (and inference threads) per model version; default: one per core.
+    #[arg(long, env = "OKLA_INSTANCES")]
+    pub instances: Option<usize>,
+    /// Largest request body (HTTP) or message (gRPC) accepted, in bytes.
+    #[arg(long, env = "OKLA_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Requests that may wait per model version before new ones are refused.
+    #[arg(long, env = "OKLA_MAX_QUEUE_SIZE", default_value_t = 4096)]
+    pub max_queue_size: usize,
+}
+
+impl ServingConfig {
+    pub fn instances(&self) -> usize {
+        self.instances
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+}

@@ -1,0 +1,80 @@
+//! One error enum for the server, mapped once to gRPC status codes and once to HTTP statuses
+//! with the protocol's `{"error": "..."}` body.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::tensor::TensorError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServingError {
+    /// A client mistake: bad tensor, shape, datatype, body.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// Unknown model, version or label.
+    #[error("{0}")]
+    NotFound(String),
+    /// The model is known but has no ready version (loading, or its load failed).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The server cannot take more work right now (queue full).
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    Unimplemented(String),
+    /// A fault on our side; the detail goes to the log, and the client gets this message.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<TensorError> for ServingError {
+    fn from(err: TensorError) -> Self {
+        ServingError::InvalidArgument(err.to_string())
+    }
+}
+
+impl ServingError {
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            ServingError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            ServingError::NotFound(_) => StatusCode::NOT_FOUND,
+            ServingError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ServingError::ResourceExhausted(_) => StatusCode::TOO_MANY_REQUESTS,
+            ServingError::Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ServingError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `status` label of the request metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            ServingError::InvalidArgument(_) => "invalid_argument",
+            ServingError::NotFound(_) => "not_found",
+            ServingError::Unavailable(_) => "unavailable",
+            ServingError::ResourceExhausted(_) => "resource_exhausted",
+            ServingError::Unimplemented(_) => "unimplemented",
+            ServingError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl From<ServingError> for tonic::Status {
+    fn from(err: ServingError) -> Self {
+        match err {
+            ServingError::InvalidArgument(m) => tonic::Status::invalid_argument(m),
+            ServingError::NotFound(m) => tonic::Status::not_found(m),
+            ServingError::Unavailable(m) => tonic::Status::unavailable(m),
+            ServingError::ResourceExhausted(m) => tonic::Status::resource_exhausted(m),
+            ServingError::Unimplemented(m) => tonic::Status::unimplemented(m),
+            ServingError::Internal(m) => tonic::Status::internal(m),
+        }
+    }
+}
+
+impl IntoResponse for ServingError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.to_string() });
+        (self.http_status(), Json(body)).into_response()
+    }
+}

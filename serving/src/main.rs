@@ -1,0 +1,48 @@
+//! `okla-serving`: loads the model repository and serves V2 gRPC + HTTP until Ctrl-C or SIGTERM.
+
+use clap::Parser;
+use okla_serving::app;
+use okla_serving::config::ServingConfig;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config = ServingConfig::parse();
+    let service = app::start(&config).await?;
+    let http = TcpListener::bind((config.host.as_str(), config.http_port)).await?;
+    let grpc = TcpListener::bind((config.host.as_str(), config.grpc_port)).await?;
+    // Tests and scripts read these lines to learn ephemeral ports.
+    println!(
+        "okla-serving http listening on http://{}",
+        http.local_addr()?
+    );
+    println!("okla-serving grpc listening on {}", grpc.local_addr()?);
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    app::serve(service, http, grpc, config.max_request_bytes, shutdown).await
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    let interrupt = tokio::signal::ctrl_c();
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down");
+    shutdown.cancel();
+}

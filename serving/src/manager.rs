@@ -1,0 +1,698 @@
+//! The model manager: which versions of which models are loaded, and the hot path from a
+//! (model, version selector) to a ready version.
+//!
+//! The table of models is an immutable map behind an `ArcSwap`: requests read it without a lock,
+//! and loads build a new map and swap it in. A new version is loaded and warmed up while the old
+//! ones keep serving, and the old ones leave the table only in the same swap that makes the new
+//! one visible (availability-preserving, as TF Serving does). A version that fails to load is kept
+//! as `Failed` with its error, and its model's other versions keep serving.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+
+use crate::backend::{Backend, BackendError, Model};
+use crate::batcher::{BatchSettings, Batcher};
+use crate::error::ServingError;
+use crate::metrics::{Metrics, ModelLabels, ProtocolLabels, RequestLabels, VersionLabels};
+use crate::repository::{DEFAULT_MAX_BATCH_SIZE, ModelConfig, ModelRepository, RepositoryError};
+use crate::service::{
+    InferRequest, InferResponse, ModelMetadata, RepositoryEntry, VersionSelector,
+};
+use crate::tensor::{DataType, Tensor, TensorData};
+
+#[derive(Debug, Clone, Copy)]
+pub struct ManagerSettings {
+    /// Sessions (and worker threads) per model version unless its config says otherwise.
+    pub default_instances: usize,
+    /// Requests that may wait per model version.
+    pub max_queue_size: usize,
+}
+
+/// A version that is loaded, warmed up and answering.
+pub struct LoadedVersion {
+    pub version: u64,
+    pub model: Arc<dyn Model>,
+    batcher: Batcher,
+}
+
+#[derive(Clone)]
+enum VersionState {
+    Loading,
+    Ready(Arc<LoadedVersion>),
+    Failed(String),
+}
+
+#[derive(Clone, Default)]
+struct ModelEntry {
+    versions: BTreeMap<u64, VersionState>,
+    labels: BTreeMap<String, u64>,
+    /// Why the model as a whole could not be read (bad config, no versions).
+    error: Option<String>,
+}
+
+impl ModelEntry {
+    fn ready_versions(&self) -> impl Iterator<Item = &Arc<LoadedVersion>> {
+        self.versions.values().filter_map(|state| match state {
+            VersionState::Ready(loaded) => Some(loaded),
+            _ => None,
+        })
+    }
+}
+
+type ModelTable = HashMap<String, Arc<ModelEntry>>;
+
+pub struct ModelManager {
+    repository: ModelRepository,
+    backends: Vec<Arc<dyn Backend>>,
+    settings: ManagerSettings,
+    metrics: Arc<Metrics>,
+    models: ArcSwap<ModelTable>,
+    /// Serialises loads and unloads; requests never take it.
+    admin: tokio::sync::Mutex<()>,
+}
+
+impl ModelManager {
+    pub fn new(
+        repository: ModelRepository,
+        backends: Vec<Arc<dyn Backend>>,
+        settings: ManagerSettings,
+        metrics: Arc<Metrics>,
+    ) -> ModelManager {
+        ModelManager {
+            repository,
+            backends,
+            settings,
+            metrics,
+            models: ArcSwap::from_pointee(HashMap::new()),
+            admin: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Loads every model in the repository. A model that fails to load is recorded and the
+    /// others still load; only a missing runtime (which no retry can fix) is returned as an error.
+    pub async fn load_all(&self) -> Result<(), BackendError> {
+        let names = self
+            .repository
+            .model_names()
+            .map_err(|err| BackendError::Runtime(err.to_string()))?;
+        for name in names {
+            if let Err(LoadFailure::Runtime(err)) = self.load(&name).await {
+                return Err(err);
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads or reloads one model from the repository; returns when it is ready or has failed.
+    pub async fn load_model(&self, name: &str) -> Result<(), ServingError> {
+        self.load(name).await.map_err(|failure| match failure {
+            LoadFailure::UnknownModel(message) => ServingError::NotFound(message),
+            LoadFailure::Model(message) => ServingError::InvalidArgument(message),
+            LoadFailure::Runtime(err) => ServingError::Unavailable(err.to_string()),
+        })
+    }
+
+    pub async fn unload_model(&self, name: &str) -> Result<(), ServingError> {
+        let _admin = self.admin.lock().await;
+        let mut table = ModelTable::clone(&self.models.load());
+        if table.remove(name).is_none() {
+            return Err(ServingError::NotFound(format!(
+                "model '{name}' is not loaded"
+            )));
+        }
+        self.models.store(Arc::new(table));
+        self.metrics
+            .loaded_versions
+            .get_or_create(&ModelLabels {
+                model: name.to_owned(),
+            })
+            .set(0);
+        tracing::info!(model = name, "unloaded");
+        Ok(())
+    }
+
+    async fn load(&self, name: &str) -> Result<(), LoadFailure> {
+        let _admin = self.admin.lock().await;
+        let source = match self.repository.model(name) {
+            Ok(source) => source,
+            Err(RepositoryError::UnknownModel(_)) => {
+                return Err(LoadFailure::UnknownModel(format!(
+                    "model '{name}' not found in the model repository {}",
+                    self.repository.root().display()
+                )));
+            }
+            Err(err) => {
+                let message = err.to_string();
+                tracing::error!(model = name, error = %message, "cannot read model");
+                self.metrics
+                    .load_failures
+                    .get_or_create(&ModelLabels {
+                        model: name.to_owned(),
+                    })
+                    .inc();
+                let entry = ModelEntry {
+                    error: Some(message.clone()),
+                    ..ModelEntry::default()
+                };
+                self.publish(name, entry);
+                return Err(LoadFailure::Model(message));
+            }
+        };
+
+        // Versions that are already serving stay; the rest show as loading meanwhile.
+        let current = self.models.load().get(name).cloned().unwrap_or_default();
+        let mut next = ModelEntry {
+            labels: current.labels.clone(),
+            ..ModelEntry::default()
+        };
+        for (version, _) in &source.versions {
+            let state = match current.versions.get(version) {
+                Some(ready @ VersionState::Ready(_)) => ready.clone(),
+                _ => VersionState::Loading,
+            };
+            next.versions.insert(*version, state);
+        }
+        let mut visible = (*current).clone();
+        visible.error = None;
+        for (version, state) in &next.versions {
+            visible
+                .versions
+                .entry(*version)
+                .or_insert_with(|| state.clone());
+        }
+        self.publish(name, visible);
+
+        let mut failures = Vec::new();
+        for (version, dir) in &source.versions {
+            if matches!(next.versions.get(version), Some(VersionState::Ready(_))) {
+                continue;
+            }
+            let started = Instant::now();
+            let result = self.load_version(name, *version, dir, &source.config).await;
+            let labels = ModelLabels {
+                model: name.to_owned(),
+            };
+            match result {
+                Ok(loaded) => {
+                    let seconds = started.elapsed().as_secs_f64();
+                    self.metrics
+                        .load_duration
+                        .get_or_create(&labels)
+                        .observe(seconds);
+                    tracing::info!(model = name, version, seconds, "version ready");
+                    next.versions
+                        .insert(*version, VersionState::Ready(Arc::new(loaded)));
+                }
+                Err(err) => {
+                    self.metrics.load_failures.get_or_create(&labels).inc();
+                    let message = format!("failed to load model '{name}' version {version}: {err}");
+                    tracing::error!(model = name, version, error = %err, "load failed");
+                    if let BackendError::Runtime(_) = err {
+                        failures.push(LoadFailure::Runtime(err));
+                    } else {
+                        failures.push(LoadFailure::Model(message.clone()));
+                    }
+                    next.versions
+                        .insert(*version, VersionState::Failed(message));
+                }
+            }
+        }
+        // Labels may only name versions that serve, so moving a label never drops traffic.
+        next.labels = source.config.labels.clone();
+        for (label, version) in &next.labels {
+            if !matches!(next.versions.get(version), Some(VersionState::Ready(_))) {
+                tracing::warn!(
+                    model = name,
+                    label,
+                    version,
+                    "label points at a version that is not ready"
+                );
+            }
+        }
+        self.publish(name, next);
+        match failures.into_iter().next() {
+            Some(failure) => Err(failure),
+            None => Ok(()),
+        }
+    }
+
+    async fn load_version(
+        &self,
+        name: &str,
+        version: u64,
+        dir: &Path,
+        config: &ModelConfig,
+    ) -> Result<LoadedVersion, BackendError> {
+        let backend = self
+            .backends
+            .iter()
+            .find(|backend| backend.recognizes(dir))
+            .cloned()
+            .ok_or_else(|| {
+                BackendError::Load(format!(
+                    "{} holds no model file this server can load (model.onnx, or model.safetensors with config.json)",
+                    dir.display()
+                ))
+            })?;
+        let instances = config
+            .instances
+            .unwrap_or(self.settings.default_instances)
+            .max(1);
+        let dir = dir.to_owned();
+        let model = tokio::task::spawn_blocking(move || {
+            let model = backend.load(&dir, instances)?;
+            warm_up(model.as_ref());
+            Ok::<_, BackendError>(model)
+        })
+        .await
+        .map_err(|err| BackendError::Load(format!("the loading thread failed: {err}")))??;
+
+        let batchable = model.inputs().iter().all(|spec| spec.is_batchable());
+        let max_batch_size = match config.max_batch_size {
+            Some(size) if size > 1 && !batchable => {
+                return Err(BackendError::Load(format!(
+                    "max_batch_size is {size} but the model's inputs have no variable first dimension to batch along"
+                )));
+            }
+            Some(size) => size,
+            None if batchable => DEFAULT_MAX_BATCH_SIZE,
+            None => 0,
+        };
+        let settings = BatchSettings {
+            max_batch_size,
+            max_queue_delay: Duration::from_micros(config.max_queue_delay_micros),
+            workers: instances,
+            max_queue_size: self.settings.max_queue_size,
+        };
+        let batcher = Batcher::start(model.clone(), settings, &format!("{name}:{version}"))?;
+        Ok(LoadedVersion {
+            version,
+            model,
+            batcher,
+        })
+    }
+
+    fn publish(&self, name: &str, entry: ModelEntry) {
+        let ready = entry.ready_versions().count() as i64;
+        let mut table = ModelTable::clone(&self.models.load());
+        table.insert(name.to_owned(), Arc::new(entry));
+        self.models.store(Arc::new(table));
+        self.metrics
+            .loaded_versions
+            .get_or_create(&ModelLabels {
+                model: name.to_owned(),
+            })
+            .set(ready);
+    }
+
+    /// Every model the server was asked to serve has a ready version.
+    pub fn all_ready(&self) -> bool {
+        self.models
+            .load()
+            .values()
+            .all(|entry| entry.ready_versions().next().is_some())
+    }
+
+    pub fn is_ready(&self, model: &str, selector: &VersionSelector) -> Result<bool, ServingError> {
+        match self.resolve(model, selector) {
+            Ok(_) => Ok(true),
+            Err(ServingError::Unavailable(_)) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    pub fn metadata(
+        &self,
+        model: &str,
+        selector: &VersionSelector,
+    ) -> Result<ModelMetadata, ServingError> {
+        let loaded = self.resolve(model, selector)?;
+        let table = self.models.load();
+        let versions = table
+            .get(model)
+            .map(|entry| entry.ready_versions().map(|v| v.version).collect())
+            .unwrap_or_default();
+        Ok(ModelMetadata {
+            name: model.to_owned(),
+            versions,
+            platform: loaded.model.platform().to_owned(),
+            inputs: loaded.model.inputs().to_vec(),
+            outputs: loaded.model.outputs().to_vec(),
+        })
+    }
+
+    /// The version a request is for, if it is ready.
+    pub fn resolve(
+        &self,
+        model: &str,
+        selector: &VersionSelector,
+    ) -> Result<Arc<LoadedVersion>, ServingError> {
+        let table = self.models.load();
+        let entry = table
+            .get(model)
+            .ok_or_else(|| ServingError::NotFound(format!("unknown model '{model}'")))?;
+        let number = match selector {
+            VersionSelector::Latest => {
+                return entry.ready_versions().last().cloned().ok_or_else(|| {
+                    let reason = entry.error.clone().or_else(|| {
+                        entry.versions.values().rev().find_map(|state| match state {
+                            VersionState::Failed(reason) => Some(reason.clone()),
+                            _ => None,
+                        })
+                    });
+                    ServingError::Unavailable(match reason {
+                        Some(reason) => format!("model '{model}' has no ready version: {reason}"),
+                        None => format!("model '{model}' has no ready version yet"),
+                    })
+                });
+            }
+            VersionSelector::Number(number) => *number,
+            VersionSelector::Label(label) => *entry.labels.get(label).ok_or_else(|| {
+                ServingError::NotFound(format!(
+                    "model '{model}' has no version or label '{label}' (labels: {})",
+                    join(entry.labels.keys())
+                ))
+            })?,
+        };
+        match entry.versions.get(&number) {
+            Some(VersionState::Ready(loaded)) => Ok(loaded.clone()),
+            Some(VersionState::Loading) => Err(ServingError::Unavailable(format!(
+                "model '{model}' version {number} is still loading"
+            ))),
+            Some(VersionState::Failed(reason)) => Err(ServingError::Unavailable(reason.clone())),
+            None => Err(ServingError::NotFound(format!(
+                "model '{model}' has no version {number} (versions: {})",
+                join(entry.versions.keys())
+            ))),
+        }
+    }
+
+    pub fn index(&self, ready_only: bool) -> Vec<RepositoryEntry> {
+        let table = self.models.load();
+        let mut entries = Vec::new();
+        let on_disk = self.repository.model_names().unwrap_or_default();
+        let mut names: Vec<&str> = on_disk.iter().map(String::as_str).collect();
+        names.extend(table.keys().map(String::as_str));
+        names.sort_unstable();
+        names.dedup();
+        for name in names {
+            let row = |version, state: &str, reason: String| RepositoryEntry {
+                name: name.to_owned(),
+                version,
+                state: state.to_owned(),
+                reason,
+            };
+            match table.get(name) {
+                None => entries.push(row(None, "UNAVAILABLE", "unloaded".into())),
+                Some(entry) => {
+                    if let Some(error) = &entry.error {
+                        entries.push(row(None, "UNAVAILABLE", error.clone()));
+                    }
+                    for (version, state) in &entry.versions {
+                        entries.push(match state {
+                            VersionState::Ready(_) => row(Some(*version), "READY", String::new()),
+                            VersionState::Loading => row(Some(*version), "LOADING", String::new()),
+                            VersionState::Failed(reason) => {
+                                row(Some(*version), "UNAVAILABLE", reason.clone())
+                            }
+                        });
+                    }
+                }
+            }
+        }
+        if ready_only {
+            entries.retain(|entry| entry.state == "READY");
+        }
+        entries
+    }
+
+    /// Runs one request: resolve, check inputs, batch, pick outputs, record metrics.
+    pub async fn infer(
+        &self,
+        request: InferRequest,
+        metrics: &Metrics,
+    ) -> Result<InferResponse, ServingError> {
+        let started = Instant::now();
+        let protocol = request.protocol.as_str();
+        let model = request.model.clone();
+        let result = self.infer_inner(request).await;
+        let version = match &result {
+            Ok((response, _)) => response.version.to_string(),
+            Err(_) => String::new(),
+        };
+        let status = match &result {
+            Ok(_) => "ok",
+            Err(err) => err.metric_label(),
+        };
+        metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                model: model.clone(),
+                version: version.clone(),
+                protocol,
+                status,
+            })
+            .inc();
+        if let Ok((_, timing)) = &result {
+            let labels = ProtocolLabels {
+                model: model.clone(),
+                version: version.clone(),
+                protocol,
+            };
+            metrics
+                .inferences
+                .get_or_create(&labels)
+                .inc_by(timing.rows as u64);
+            metrics
+                .request_duration
+                .get_or_create(&labels)
+                .observe(started.elapsed().as_secs_f64());
+            let labels = VersionLabels { model, version };
+            metrics
+                .queue_duration
+                .get_or_create(&labels)
+                .observe(timing.queued.as_secs_f64());
+            metrics
+                .compute_duration
+                .get_or_create(&labels)
+                .observe(timing.compute.as_secs_f64());
+            metrics
+                .batch_size
+                .get_or_create(&labels)
+                .observe(timing.batch_rows as f64);
+        }
+        result.map(|(response, _)| response)
+    }
+
+    async fn infer_inner(
+        &self,
+        request: InferRequest,
+    ) -> Result<(InferResponse, Timing), ServingError> {
+        let loaded = self.resolve(&request.model, &request.version)?;
+        let (inputs, rows) = check_inputs(
+            &request.model,
+            loaded.model.as_ref(),
+            request.inputs,
+            &loaded.batcher.settings(),
+        )?;
+        let selected = select_outputs(&request.model, loaded.model.as_ref(), &request.outputs)?;
+        let output = loaded.batcher.submit(inputs, rows).await?;
+        let timing = Timing {
+            rows,
+            queued: output.queued,
+            compute: output.compute,
+            batch_rows: output.batch_rows,
+        };
+        let mut all = output.outputs;
+        let outputs = match selected {
+            None => all,
+            Some(indices) => indices
+                .iter()
+                .map(|&i| std::mem::replace(&mut all[i], empty_tensor()))
+                .collect(),
+        };
+        Ok((
+            InferResponse {
+                model: request.model,
+                version: loaded.version,
+                id: request.id,
+                outputs,
+            },
+            timing,
+        ))
+    }
+}
+
+struct Timing {
+    rows: usize,
+    queued: Duration,
+    compute: Duration,
+    batch_rows: usize,
+}
+
+enum LoadFailure {
+    UnknownModel(String),
+    Model(String),
+    Runtime(BackendError),
+}
+
+fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    let joined: Vec<String> = items.map(|item| item.to_string()).collect();
+    if joined.is_empty() {
+        "none".to_owned()
+    } else {
+        joined.join(", ")
+    }
+}
+
+fn empty_tensor() -> Tensor {
+    Tensor {
+        name: String::new(),
+        shape: vec![0],
+        data: TensorData::Fp32(Vec::new()),
+    }
+}
+
+/// Checks a request's inputs against the model's signature and puts them in declaration order.
+/// Returns the inputs and the request's row count (its first dimension).
+fn check_inputs(
+    model_name: &str,
+    model: &dyn Model,
+    mut given: Vec<Tensor>,
+    settings: &BatchSettings,
+) -> Result<(Vec<Tensor>, usize), ServingError> {
+    let specs = model.inputs();
+    let expected_names = || join(specs.iter().map(|spec| spec.name.as_str()));
+    for (i, tensor) in given.iter().enumerate() {
+        if !specs.iter().any(|spec| spec.name == tensor.name) {
+            return Err(ServingError::InvalidArgument(format!(
+                "unknown input '{}' for model '{model_name}' (inputs: {})",
+                tensor.name,
+                expected_names()
+            )));
+        }
+        if given[..i].iter().any(|earlier| earlier.name == tensor.name) {
+            return Err(ServingError::InvalidArgument(format!(
+                "input '{}' is given twice",
+                tensor.name
+            )));
+        }
+    }
+    let mut ordered = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let position = given
+            .iter()
+            .position(|tensor| tensor.name == spec.name)
+            .ok_or_else(|| {
+                ServingError::InvalidArgument(format!(
+                    "missing input '{}' for model '{model_name}' (inputs: {})",
+                    spec.name,
+                    expected_names()
+                ))
+            })?;
+        let tensor = given.swap_remove(position);
+        if tensor.dtype() != spec.dtype {
+            return Err(ServingError::InvalidArgument(format!(
+                "input '{}': expected datatype {}, got {}",
+                spec.name,
+                spec.dtype,
+                tensor.dtype()
+            )));
+        }
+        if !spec.accepts_shape(&tensor.shape) {
+            return Err(ServingError::InvalidArgument(format!(
+                "input '{}': expected shape {:?}, got {:?}",
+                spec.name,
+                spec.wire_shape(),
+                tensor.shape
+            )));
+        }
+        ordered.push(tensor);
+    }
+    let rows = ordered.first().map_or(1, Tensor::rows);
+    if settings.max_batch_size > 1 {
+        if let Some(other) = ordered.iter().find(|tensor| tensor.rows() != rows) {
+            return Err(ServingError::InvalidArgument(format!(
+                "inputs disagree on the batch dimension: '{}' has {rows} rows, '{}' has {}",
+                ordered[0].name,
+                other.name,
+                other.rows()
+            )));
+        }
+        if rows > settings.max_batch_size {
+            return Err(ServingError::InvalidArgument(format!(
+                "input '{}': a batch of {rows} rows exceeds model '{model_name}' max_batch_size {}",
+                ordered[0].name, settings.max_batch_size
+            )));
+        }
+    }
+    Ok((ordered, rows))
+}
+
+/// Indices of the requested outputs in the model's declaration order; `None` means all.
+fn select_outputs(
+    model_name: &str,
+    model: &dyn Model,
+    requested: &[String],
+) -> Result<Option<Vec<usize>>, ServingError> {
+    if requested.is_empty() {
+        return Ok(None);
+    }
+    let specs = model.outputs();
+    requested
+        .iter()
+        .map(|name| {
+            specs
+                .iter()
+                .position(|spec| &spec.name == name)
+                .ok_or_else(|| {
+                    ServingError::InvalidArgument(format!(
+                        "unknown output '{name}' for model '{model_name}' (outputs: {})",
+                        join(specs.iter().map(|spec| spec.name.as_str()))
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Runs the model once on zeros so the first real request does not pay for lazy initialisation.
+/// A model that cannot run on zeros still loads; the failure is only logged.
+fn warm_up(model: &dyn Model) {
+    let inputs: Result<Vec<Tensor>, _> = model
+        .inputs()
+        .iter()
+        .map(|spec| {
+            let shape: Vec<usize> = spec.shape.iter().map(|dim| dim.unwrap_or(1)).collect();
+            let count = shape.iter().product();
+            let data = zeros(spec.dtype, count);
+            Tensor::new(spec.name.clone(), shape, data)
+        })
+        .collect();
+    match inputs.map(|inputs| model.run(&inputs)) {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) => tracing::warn!(error = %err, "warm-up run failed"),
+        Err(err) => tracing::warn!(error = %err, "cannot build warm-up inputs"),
+    }
+}
+
+fn zeros(dtype: DataType, count: usize) -> TensorData {
+    match dtype {
+        DataType::Bool => TensorData::Bool(vec![false; count]),
+        DataType::Uint8 => TensorData::Uint8(vec![0; count]),
+        DataType::Uint16 => TensorData::Uint16(vec![0; count]),
+        DataType::Uint32 => TensorData::Uint32(vec![0; count]),
+        DataType::Uint64 => TensorData::Uint64(vec![0; count]),
+        DataType::Int8 => TensorData::Int8(vec![0; count]),
+        DataType::Int16 => TensorData::Int16(vec![0; count]),
+        DataType::Int32 => TensorData::Int32(vec![0; count]),
+        DataType::Int64 => TensorData::Int64(vec![0; count]),
+        DataType::Fp32 => TensorData::Fp32(vec![0.0; count]),
+        DataType::Fp64 => TensorData::Fp64(vec![0.0; count]),
+        DataType::Bytes => TensorData::Bytes(vec![bytes::Bytes::new(); count]),
+    }
+}

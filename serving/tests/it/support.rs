@@ -1,0 +1,110 @@
+//! Starting the real binary and running the Python clients against it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// An `okla-serving` process on ephemeral ports, killed when dropped.
+pub(crate) struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub(crate) http: String,
+    /// `127.0.0.1:PORT`
+    pub(crate) grpc: String,
+}
+
+impl Server {
+    /// Serves `repository` with default flags.
+    pub(crate) fn start(repository: &Path) -> Server {
+        Server::start_with(repository, &[])
+    }
+
+    /// Serves `repository` with extra command-line flags.
+    pub(crate) fn start_with(repository: &Path, extra_args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_okla-serving"))
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--http-port",
+                "0",
+                "--grpc-port",
+                "0",
+            ])
+            .arg("--model-repository")
+            .arg(repository)
+            .args(extra_args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("okla-serving binary starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("okla-serving http listening on ") {
+                    let _ = sender.send(("http", url.to_owned()));
+                } else if let Some(address) = line.strip_prefix("okla-serving grpc listening on ") {
+                    let _ = sender.send(("grpc", address.to_owned()));
+                }
+            }
+        });
+        let (mut http, mut grpc) = (None, None);
+        while http.is_none() || grpc.is_none() {
+            let (kind, address) = receiver
+                .recv_timeout(Duration::from_secs(120))
+                .expect("okla-serving printed its listening addresses within 120 s");
+            match kind {
+                "http" => http = Some(address),
+                _ => grpc = Some(address),
+            }
+        }
+        Server {
+            child,
+            http: http.expect("http address"),
+            grpc: grpc.expect("grpc address"),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub(crate) fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("serving/ sits in the workspace")
+        .to_owned()
+}
+
+/// The committed example model repository (`examples/models`).
+pub(crate) fn example_models() -> PathBuf {
+    workspace_root().join("examples/models")
+}
+
+pub(crate) fn required_env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is unset; run the tests with `bash scripts/test`"))
+}
+
+/// Runs a Python script from `serving/tests/` with the test venv's interpreter and fails with
+/// its output unless it exits 0. Returns its stdout.
+pub(crate) fn run_python(script: &str, args: &[&str]) -> String {
+    let python = required_env("OKLA_TEST_PYTHON");
+    let output = Command::new(python)
+        .arg(workspace_root().join("serving/tests").join(script))
+        .args(args)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{script} failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    stdout
+}
