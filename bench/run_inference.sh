@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Inference benchmark: okla-serving and the reference Seldon MLServer side by side, plus the
+# in-process ONNX Runtime floor, on the pricing regressor (examples/models/pricing).
+#
+# Usage (from anywhere; paths are relative to the workspace root):
+#   bench/run_inference.sh [--only both|okla|mlserver] [--seconds N] [--keep]
+#
+# What it does:
+#   1. floor: `inference-bench floor` runs session.run in this process, one thread, batch 1 and 32;
+#   2. for each server in turn (one up at a time, so they do not share the 2 cores):
+#      starts it on free 127.0.0.1 ports, waits until it is ready, then
+#      - gRPC: `inference-bench grpc` at concurrency 1, 8, 32 x batch 1, 32 (raw FP32 input,
+#        as tritonclient sends it),
+#      - HTTP: wrk with a V2 JSON infer body at the same concurrency levels (2 wrk threads),
+#      and stops it.
+# Requirements: the test venv (.venv, from `bash scripts/test` or the requirements files),
+# wrk (apt-get install -y wrk). MLServer is installed into .venv-mlserver on first use
+# (pip install mlserver mlserver-sklearn), apart from the test venv whose pins it would fight.
+# Environment: OKLA_BIN (target/release/okla-serving), VENV (.venv), MLSERVER_VENV (.venv-mlserver).
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+ONLY=both
+SECONDS_PER=10
+KEEP=0
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --only) ONLY="${2:?--only needs both, okla or mlserver}"; shift 2 ;;
+        --seconds) SECONDS_PER="${2:?--seconds needs a number}"; shift 2 ;;
+        --keep) KEEP=1; shift ;;
+        -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "unknown argument: $1" >&2; exit 2 ;;
+    esac
+done
+
+VENV="${VENV:-$ROOT/.venv}"
+MLSERVER_VENV="${MLSERVER_VENV:-$ROOT/.venv-mlserver}"
+OKLA_BIN="${OKLA_BIN:-$ROOT/target/release/okla-serving}"
+BENCH_BIN="$ROOT/target/release/inference-bench"
+MODEL_FILE="$ROOT/examples/models/pricing/1/model.onnx"
+ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$(echo "$VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1*)}"
+export ORT_DYLIB_PATH
+CONCURRENCY=(1 8 32)
+BATCHES=(1 32)
+
+command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
+[[ -f "$ORT_DYLIB_PATH" ]] || { echo "ONNX Runtime library not found; create $VENV first" >&2; exit 1; }
+cargo build --release -p okla-serving -p okla-bench --bin okla-serving --bin inference-bench
+
+WORK="$(mktemp -d)"
+SERVER_PID=""
+cleanup() {
+    [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+    if [[ $KEEP == 1 ]]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+
+free_port() { "$VENV/bin/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+wait_ready() { # url
+    for _ in $(seq 1 300); do
+        curl -fs "$1" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    echo "server at $1 did not become ready" >&2
+    return 1
+}
+
+# A V2 JSON infer body with `rows` rows of the pricing model's 8 features.
+write_body() { # rows file
+    "$VENV/bin/python" - "$1" "$2" <<'PY'
+import json, sys
+rows, path = int(sys.argv[1]), sys.argv[2]
+data = [[(r * 8 + c) % 97 / 97.0 for c in range(8)] for r in range(rows)]
+body = {"inputs": [{"name": "features", "shape": [rows, 8], "datatype": "FP32", "data": data}]}
+open(path, "w").write(json.dumps(body))
+PY
+}
+
+run_wrk() { # label url
+    local label=$1 url=$2
+    for batch in "${BATCHES[@]}"; do
+        write_body "$batch" "$WORK/body-$batch.json"
+        cat > "$WORK/post-$batch.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = io.open("$WORK/body-$batch.json", "r")
+wrk.body = f:read("*a")
+f:close()
+LUA
+        for c in "${CONCURRENCY[@]}"; do
+            local threads=$(( c < 2 ? 1 : 2 ))
+            wrk -t"$threads" -c"$c" -d2s -s "$WORK/post-$batch.lua" "$url" >/dev/null # warm-up
+            wrk -t"$threads" -c"$c" -d"${SECONDS_PER}s" --latency -s "$WORK/post-$batch.lua" "$url" > "$WORK/wrk.out"
+            local rps p50 p99 errors
+            rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
+            p50=$(awk '$1 == "50%" {print $2}' "$WORK/wrk.out")
+            p99=$(awk '$1 == "99%" {print $2}' "$WORK/wrk.out")
+            errors=$(awk '/Non-2xx/ {print $NF} /Socket errors/ {print $0}' "$WORK/wrk.out" | tr '\n' ' ')
+            printf '%-14s %-6s c=%-3s batch=%-3s %10.0f req/s %11.0f inf/s  p50 %9s  p99 %9s  errors %s\n' \
+                "$label" http "$c" "$batch" "$rps" "$(echo "$rps * $batch" | bc -l)" "$p50" "$p99" "${errors:-0}"
+        done
+    done
+}
+
+grpc_args=(--seconds "$SECONDS_PER" --concurrency 1,8,32 --batch 1,32)
+
+echo "== in-process ONNX Runtime floor (one session, one thread)"
+"$BENCH_BIN" floor --model-file "$MODEL_FILE" --batch 1,32 --seconds "$SECONDS_PER"
+
+if [[ $ONLY == both || $ONLY == okla ]]; then
+    echo "== okla-serving ($OKLA_BIN)"
+    http_port=$(free_port); grpc_port=$(free_port)
+    "$OKLA_BIN" --host 127.0.0.1 --http-port "$http_port" --grpc-port "$grpc_port" \
+        --model-repository "$ROOT/examples/models" > "$WORK/okla.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "http://127.0.0.1:$http_port/v2/health/ready"
+    "$BENCH_BIN" grpc --label okla-serving --target "127.0.0.1:$grpc_port" --model pricing "${grpc_args[@]}"
+    run_wrk okla-serving "http://127.0.0.1:$http_port/v2/models/pricing/infer"
+    kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+fi
+
+if [[ $ONLY == both || $ONLY == mlserver ]]; then
+    if [[ ! -x "$MLSERVER_VENV/bin/mlserver" ]]; then
+        echo "== installing MLServer into $MLSERVER_VENV"
+        python3 -m venv "$MLSERVER_VENV"
+        "$MLSERVER_VENV/bin/pip" install --quiet --disable-pip-version-check mlserver==1.7.1 mlserver-sklearn==1.7.1
+    fi
+    echo "== Seldon MLServer $("$MLSERVER_VENV/bin/pip" show mlserver 2>/dev/null | awk '/^Version/ {print $2}') (scikit-learn runtime, same model)"
+    http_port=$(free_port); grpc_port=$(free_port); metrics_port=$(free_port)
+    "$MLSERVER_VENV/bin/python" bench/mlserver_pricing.py "$WORK/mlserver" "$http_port" "$grpc_port" "$metrics_port"
+    (cd "$WORK/mlserver" && exec "$MLSERVER_VENV/bin/mlserver" start .) > "$WORK/mlserver.log" 2>&1 &
+    SERVER_PID=$!
+    wait_ready "http://127.0.0.1:$http_port/v2/models/pricing/ready"
+    "$BENCH_BIN" grpc --label mlserver --target "127.0.0.1:$grpc_port" --model pricing \
+        --input-name features --features 8 "${grpc_args[@]}"
+    run_wrk mlserver "http://127.0.0.1:$http_port/v2/models/pricing/infer"
+fi
