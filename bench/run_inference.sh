@@ -11,10 +11,13 @@
 #      starts it on free 127.0.0.1 ports, waits until it is ready, then
 #      - gRPC: `inference-bench grpc` at concurrency 1, 8, 32 x batch 1, 32 (raw FP32 input,
 #        as tritonclient sends it),
+#      - gRPC with a lighter client: h2load sending the same request pre-serialised
+#        (`inference-bench frame`), 4 connections x 2 or 8 streams = concurrency 8 and 32;
+#        h2load reports throughput and mean latency only (no percentiles),
 #      - HTTP: wrk with a V2 JSON infer body at the same concurrency levels (2 wrk threads),
 #      and stops it.
 # Requirements: the test venv (.venv, from `bash scripts/test` or the requirements files),
-# wrk (apt-get install -y wrk). MLServer is installed into .venv-mlserver on first use
+# wrk and h2load (apt-get install -y wrk nghttp2-client). MLServer is installed into .venv-mlserver on first use
 # (pip install mlserver mlserver-sklearn), apart from the test venv whose pins it would fight.
 # Environment: OKLA_BIN (target/release/okla-serving), VENV (.venv), MLSERVER_VENV (.venv-mlserver).
 
@@ -47,6 +50,7 @@ CONCURRENCY=(1 8 32)
 BATCHES=(1 32)
 
 command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2; exit 1; }
+command -v h2load >/dev/null || { echo "h2load not found: apt-get install -y nghttp2-client" >&2; exit 1; }
 [[ -f "$ORT_DYLIB_PATH" ]] || { echo "ONNX Runtime library not found; create $VENV first" >&2; exit 1; }
 cargo build --release -p okla-serving -p okla-bench --bin okla-serving --bin inference-bench
 
@@ -108,6 +112,26 @@ LUA
 
 grpc_args=(--seconds "$SECONDS_PER" --concurrency 1,8,32 --batch 1,32)
 
+run_h2load() { # label host:port
+    local label=$1 target=$2
+    for batch in "${BATCHES[@]}"; do
+        "$BENCH_BIN" frame --model pricing --input-name features --features 8 --batch "$batch" --out "$WORK/frame-$batch.bin"
+        for streams in 2 8; do
+            local c=$(( 4 * streams )) h2=(h2load -c 4 -m "$streams" -t 1 -d "$WORK/frame-$batch.bin"
+                -H 'content-type: application/grpc' -H 'te: trailers'
+                "http://$target/inference.GRPCInferenceService/ModelInfer")
+            "${h2[@]}" -D 2 >/dev/null # warm-up
+            "${h2[@]}" -D "$SECONDS_PER" > "$WORK/h2load.out"
+            local rps mean failed
+            rps=$(awk '/^finished in/ {print $4}' "$WORK/h2load.out")
+            mean=$(awk '/^time for request:/ {print $6}' "$WORK/h2load.out")
+            failed=$(awk '/^requests:/ {print $10}' "$WORK/h2load.out")
+            printf '%-14s %-6s c=%-3s batch=%-3s %10.0f req/s %11.0f inf/s  mean %8s                  errors %s\n' \
+                "$label" h2load "$c" "$batch" "$rps" "$(echo "$rps * $batch" | bc -l)" "$mean" "$failed"
+        done
+    done
+}
+
 echo "== in-process ONNX Runtime floor (one session, one thread)"
 "$BENCH_BIN" floor --model-file "$MODEL_FILE" --batch 1,32 --seconds "$SECONDS_PER"
 
@@ -119,6 +143,7 @@ if [[ $ONLY == both || $ONLY == okla ]]; then
     SERVER_PID=$!
     wait_ready "http://127.0.0.1:$http_port/v2/health/ready"
     "$BENCH_BIN" grpc --label okla-serving --target "127.0.0.1:$grpc_port" --model pricing "${grpc_args[@]}"
+    run_h2load okla-serving "127.0.0.1:$grpc_port"
     run_wrk okla-serving "http://127.0.0.1:$http_port/v2/models/pricing/infer"
     kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
 fi
@@ -127,7 +152,8 @@ if [[ $ONLY == both || $ONLY == mlserver ]]; then
     if [[ ! -x "$MLSERVER_VENV/bin/mlserver" ]]; then
         echo "== installing MLServer into $MLSERVER_VENV"
         python3 -m venv "$MLSERVER_VENV"
-        "$MLSERVER_VENV/bin/pip" install --quiet --disable-pip-version-check mlserver==1.7.1 mlserver-sklearn==1.7.1
+        # uvloop 0.22+ breaks MLServer 1.7.1's inference workers ("no current event loop").
+        "$MLSERVER_VENV/bin/pip" install --quiet --disable-pip-version-check mlserver==1.7.1 mlserver-sklearn==1.7.1 uvloop==0.21.0
     fi
     echo "== Seldon MLServer $("$MLSERVER_VENV/bin/pip" show mlserver 2>/dev/null | awk '/^Version/ {print $2}') (scikit-learn runtime, same model)"
     http_port=$(free_port); grpc_port=$(free_port); metrics_port=$(free_port)
@@ -137,5 +163,6 @@ if [[ $ONLY == both || $ONLY == mlserver ]]; then
     wait_ready "http://127.0.0.1:$http_port/v2/models/pricing/ready"
     "$BENCH_BIN" grpc --label mlserver --target "127.0.0.1:$grpc_port" --model pricing \
         --input-name features --features 8 "${grpc_args[@]}"
+    run_h2load mlserver "127.0.0.1:$grpc_port"
     run_wrk mlserver "http://127.0.0.1:$http_port/v2/models/pricing/infer"
 fi

@@ -7,6 +7,7 @@
 //!   The input name and width come from ModelMetadata, or from `--input-name`/`--features` for
 //!   servers whose metadata lists no inputs. It knows nothing of okla-serving, so the same binary
 //!   measures MLServer or Triton.
+//! * `frame`: writes the same request as one length-prefixed gRPC message, for h2load `-d`.
 //! * `floor`: ONNX Runtime in this process (`ort`, one session, one intra-op thread, one calling
 //!   thread) running `session.run` on the same kind of input: what a request costs without any
 //!   server. Input tensors are built inside the timed loop, as a server must build them.
@@ -50,6 +51,23 @@ enum Mode {
     Grpc(GrpcArgs),
     /// In-process ONNX Runtime session.run, single thread.
     Floor(FloorArgs),
+    /// Writes one length-prefixed gRPC ModelInfer message (what h2load sends with `-d`).
+    Frame(FrameArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct FrameArgs {
+    #[arg(long)]
+    model: String,
+    #[arg(long)]
+    input_name: String,
+    #[arg(long)]
+    features: usize,
+    #[arg(long)]
+    batch: usize,
+    /// Where to write the frame.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -143,7 +161,49 @@ async fn main() -> anyhow::Result<()> {
         Mode::Floor(floor) => {
             tokio::task::spawn_blocking(move || run_floor(floor, args.json)).await?
         }
+        Mode::Frame(frame) => write_frame(&frame),
     }
+}
+
+/// The request the load generator sends: raw FP32 rows, as tritonclient sends them.
+fn infer_request(
+    model: &str,
+    version: &str,
+    input_name: &str,
+    width: usize,
+    batch: usize,
+) -> ModelInferRequest {
+    let raw: Vec<u8> = features(batch * width)
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    ModelInferRequest {
+        model_name: model.to_owned(),
+        model_version: version.to_owned(),
+        inputs: vec![InferInputTensor {
+            name: input_name.to_owned(),
+            datatype: "FP32".into(),
+            shape: vec![batch as i64, width as i64],
+            ..Default::default()
+        }],
+        raw_input_contents: vec![raw],
+        ..Default::default()
+    }
+}
+
+fn write_frame(args: &FrameArgs) -> anyhow::Result<()> {
+    let message = prost::Message::encode_to_vec(&infer_request(
+        &args.model,
+        "",
+        &args.input_name,
+        args.features,
+        args.batch,
+    ));
+    // gRPC's framing: a compression flag byte, then the message length, big-endian.
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(message.len())?.to_be_bytes());
+    frame.extend_from_slice(&message);
+    std::fs::write(&args.out, frame).with_context(|| format!("writing {}", args.out.display()))
 }
 
 /// Deterministic pseudo-random features in [0, 1), so every run sends the same bytes.
@@ -172,20 +232,7 @@ async fn run_grpc(args: GrpcArgs, json: bool) -> anyhow::Result<()> {
         channels.push(endpoint.connect().await?);
     }
     for &batch in &args.batch {
-        let values = features(batch * width);
-        let raw: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let request = ModelInferRequest {
-            model_name: args.model.clone(),
-            model_version: args.version.clone(),
-            inputs: vec![InferInputTensor {
-                name: input_name.clone(),
-                datatype: "FP32".into(),
-                shape: vec![batch as i64, width as i64],
-                ..Default::default()
-            }],
-            raw_input_contents: vec![raw],
-            ..Default::default()
-        };
+        let request = infer_request(&args.model, &args.version, &input_name, width, batch);
         for &concurrency in &args.concurrency {
             let used = &channels[..connections_wanted.min(concurrency)];
             let warmup = Duration::from_secs(args.warmup_seconds);

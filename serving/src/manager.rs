@@ -17,7 +17,7 @@ use arc_swap::ArcSwap;
 use crate::backend::{Backend, BackendError, Model};
 use crate::batcher::{BatchSettings, Batcher};
 use crate::error::ServingError;
-use crate::metrics::{Metrics, ModelLabels, ProtocolLabels, RequestLabels, VersionLabels};
+use crate::metrics::{Metrics, ModelLabels, RequestTiming, VersionMetrics};
 use crate::repository::{DEFAULT_MAX_BATCH_SIZE, ModelConfig, ModelRepository, RepositoryError};
 use crate::service::{
     InferRequest, InferResponse, ModelMetadata, RepositoryEntry, VersionSelector,
@@ -37,6 +37,7 @@ pub struct LoadedVersion {
     pub version: u64,
     pub model: Arc<dyn Model>,
     batcher: Batcher,
+    metrics: VersionMetrics,
 }
 
 #[derive(Clone)]
@@ -293,6 +294,7 @@ impl ModelManager {
             version,
             model,
             batcher,
+            metrics: self.metrics.for_version(name, version),
         })
     }
 
@@ -437,61 +439,25 @@ impl ModelManager {
         metrics: &Metrics,
     ) -> Result<InferResponse, ServingError> {
         let started = Instant::now();
-        let protocol = request.protocol.as_str();
+        let protocol = request.protocol;
         let model = request.model.clone();
-        let result = self.infer_inner(request).await;
-        let version = match &result {
-            Ok((response, _)) => response.version.to_string(),
-            Err(_) => String::new(),
-        };
-        let status = match &result {
-            Ok(_) => "ok",
-            Err(err) => err.metric_label(),
-        };
-        metrics
-            .requests
-            .get_or_create(&RequestLabels {
-                model: model.clone(),
-                version: version.clone(),
-                protocol,
-                status,
-            })
-            .inc();
-        if let Ok((_, timing)) = &result {
-            let labels = ProtocolLabels {
-                model: model.clone(),
-                version: version.clone(),
-                protocol,
-            };
-            metrics
-                .inferences
-                .get_or_create(&labels)
-                .inc_by(timing.rows as u64);
-            metrics
-                .request_duration
-                .get_or_create(&labels)
-                .observe(started.elapsed().as_secs_f64());
-            let labels = VersionLabels { model, version };
-            metrics
-                .queue_duration
-                .get_or_create(&labels)
-                .observe(timing.queued.as_secs_f64());
-            metrics
-                .compute_duration
-                .get_or_create(&labels)
-                .observe(timing.compute.as_secs_f64());
-            metrics
-                .batch_size
-                .get_or_create(&labels)
-                .observe(timing.batch_rows as f64);
+        match self.infer_inner(request).await {
+            Ok((response, mut timing, loaded)) => {
+                timing.total = started.elapsed();
+                loaded.metrics.record_success(protocol, &timing);
+                Ok(response)
+            }
+            Err(err) => {
+                metrics.record_failure(&model, protocol, err.metric_label());
+                Err(err)
+            }
         }
-        result.map(|(response, _)| response)
     }
 
     async fn infer_inner(
         &self,
         request: InferRequest,
-    ) -> Result<(InferResponse, Timing), ServingError> {
+    ) -> Result<(InferResponse, RequestTiming, Arc<LoadedVersion>), ServingError> {
         let loaded = self.resolve(&request.model, &request.version)?;
         let (inputs, rows) = check_inputs(
             &request.model,
@@ -501,8 +467,9 @@ impl ModelManager {
         )?;
         let selected = select_outputs(&request.model, loaded.model.as_ref(), &request.outputs)?;
         let output = loaded.batcher.submit(inputs, rows).await?;
-        let timing = Timing {
+        let timing = RequestTiming {
             rows,
+            total: Duration::ZERO,
             queued: output.queued,
             compute: output.compute,
             batch_rows: output.batch_rows,
@@ -523,15 +490,9 @@ impl ModelManager {
                 outputs,
             },
             timing,
+            loaded,
         ))
     }
-}
-
-struct Timing {
-    rows: usize,
-    queued: Duration,
-    compute: Duration,
-    batch_rows: usize,
 }
 
 enum LoadFailure {

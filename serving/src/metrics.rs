@@ -8,6 +8,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::service::Protocol;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub model: String,
@@ -143,5 +145,87 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// One protocol's request metrics of one model version.
+struct ProtocolMetrics {
+    ok: Counter,
+    inferences: Counter,
+    duration: Histogram,
+}
+
+/// Handles to one model version's metrics, created when the version loads, so that a
+/// successful request records its figures without hashing labels or allocating.
+pub struct VersionMetrics {
+    per_protocol: [ProtocolMetrics; 3],
+    queue: Histogram,
+    compute: Histogram,
+    batch: Histogram,
+}
+
+/// What one successful request records.
+pub struct RequestTiming {
+    pub rows: usize,
+    pub total: std::time::Duration,
+    pub queued: std::time::Duration,
+    pub compute: std::time::Duration,
+    pub batch_rows: usize,
+}
+
+impl VersionMetrics {
+    pub fn record_success(&self, protocol: Protocol, timing: &RequestTiming) {
+        let metrics = &self.per_protocol[protocol.index()];
+        metrics.ok.inc();
+        metrics.inferences.inc_by(timing.rows as u64);
+        metrics.duration.observe(timing.total.as_secs_f64());
+        self.queue.observe(timing.queued.as_secs_f64());
+        self.compute.observe(timing.compute.as_secs_f64());
+        self.batch.observe(timing.batch_rows as f64);
+    }
+}
+
+impl Metrics {
+    pub fn for_version(&self, model: &str, version: u64) -> VersionMetrics {
+        let version = version.to_string();
+        let per_protocol = Protocol::ALL.map(|protocol| {
+            let labels = ProtocolLabels {
+                model: model.to_owned(),
+                version: version.clone(),
+                protocol: protocol.as_str(),
+            };
+            let ok = RequestLabels {
+                model: model.to_owned(),
+                version: version.clone(),
+                protocol: protocol.as_str(),
+                status: "ok",
+            };
+            ProtocolMetrics {
+                ok: self.requests.get_or_create(&ok).clone(),
+                inferences: self.inferences.get_or_create(&labels).clone(),
+                duration: self.request_duration.get_or_create(&labels).clone(),
+            }
+        });
+        let labels = VersionLabels {
+            model: model.to_owned(),
+            version,
+        };
+        VersionMetrics {
+            per_protocol,
+            queue: self.queue_duration.get_or_create(&labels).clone(),
+            compute: self.compute_duration.get_or_create(&labels).clone(),
+            batch: self.batch_size.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// Counts a request that failed before or during inference.
+    pub fn record_failure(&self, model: &str, protocol: Protocol, status: &'static str) {
+        let labels = RequestLabels {
+            model: model.to_owned(),
+            version: String::new(),
+            protocol: protocol.as_str(),
+            status,
+        };
+        self.requests.get_or_create(&labels).inc();
     }
 }

@@ -74,7 +74,7 @@ pub struct ModelConfig {
     pub labels: BTreeMap<String, u64>,
 }
 
-pub const DEFAULT_MAX_BATCH_SIZE: usize = 64;
+pub const DEFAULT_MAX_BATCH_SIZE: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RepositoryError {

@@ -19,6 +19,13 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::Grpc, Protocol::Http, Protocol::TfServing];
+
+    /// Position in [`Protocol::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Grpc => "grpc",
