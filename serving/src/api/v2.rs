@@ -48,11 +48,25 @@ pub fn router() -> Router<InferenceService> {
 }
 
 /// Turns a body that could not be read (too large, connection dropped) into the protocol's
-/// `{"error": "..."}` form, keeping axum's status (413 for the size limit).
+/// `{"error": "..."}` form.
 pub(crate) fn body_rejection(rejection: BytesRejection) -> Response {
-    let body =
-        json!({ "error": format!("cannot read the request body: {}", rejection.body_text()) });
-    (rejection.status(), axum::Json(body)).into_response()
+    // An oversize body is the client's mistake like any other bad input: 400, as the protocol's
+    // clients expect for INVALID_ARGUMENT, with the limit named.
+    let (status, message) = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the request body is larger than this server accepts (--max-request-bytes): {}",
+                rejection.body_text()
+            ),
+        )
+    } else {
+        (
+            rejection.status(),
+            format!("cannot read the request body: {}", rejection.body_text()),
+        )
+    };
+    (status, axum::Json(json!({ "error": message }))).into_response()
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {

@@ -4,4 +4,5 @@
 mod backends;
 mod grpc;
 mod http;
+mod startup;
 mod support;
