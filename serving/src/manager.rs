@@ -266,7 +266,7 @@ impl ModelManager {
         let dir = dir.to_owned();
         let model = tokio::task::spawn_blocking(move || {
             let model = backend.load(&dir, instances)?;
-            warm_up(model.as_ref());
+            warm_up(model.as_ref(), instances);
             Ok::<_, BackendError>(model)
         })
         .await
@@ -621,9 +621,10 @@ fn select_outputs(
         .map(Some)
 }
 
-/// Runs the model once on zeros so the first real request does not pay for lazy initialisation.
-/// A model that cannot run on zeros still loads; the failure is only logged.
-fn warm_up(model: &dyn Model) {
+/// Runs the model on zeros once per session (backends deal successive calls to successive
+/// sessions), so no first real request pays for lazy initialisation. A model that cannot run on
+/// zeros still loads; the failure is only logged.
+fn warm_up(model: &dyn Model, sessions: usize) {
     let inputs: Result<Vec<Tensor>, _> = model
         .inputs()
         .iter()
@@ -634,10 +635,18 @@ fn warm_up(model: &dyn Model) {
             Tensor::new(spec.name.clone(), shape, data)
         })
         .collect();
-    match inputs.map(|inputs| model.run(&inputs)) {
-        Ok(Ok(_)) => {}
-        Ok(Err(err)) => tracing::warn!(error = %err, "warm-up run failed"),
-        Err(err) => tracing::warn!(error = %err, "cannot build warm-up inputs"),
+    let inputs = match inputs {
+        Ok(inputs) => inputs,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot build warm-up inputs");
+            return;
+        }
+    };
+    for _ in 0..sessions {
+        if let Err(err) = model.run(&inputs) {
+            tracing::warn!(error = %err, "warm-up run failed");
+            return;
+        }
     }
 }
 
