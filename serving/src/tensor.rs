@@ -410,7 +410,10 @@ impl Tensor {
     /// [`Tensor::concat`]. The row counts must add up to this tensor's first dimension.
     pub fn split(&self, rows: &[usize]) -> Result<Vec<Tensor>, TensorError> {
         let total: usize = rows.iter().sum();
-        if self.shape.is_empty() || total != self.rows() {
+        // A backend that returned fewer elements than its shape says must not take the worker
+        // thread down with an out-of-range slice.
+        let consistent = element_count(&self.shape).is_ok_and(|count| count == self.data.len());
+        if self.shape.is_empty() || total != self.rows() || !consistent {
             return Err(TensorError::SplitMismatch {
                 name: self.name.clone(),
                 rows: self.shape.first().copied(),
@@ -641,6 +644,19 @@ mod tests {
         let parts = labels.split(&[2, 1]).unwrap();
         assert_eq!(parts[0].data, TensorData::Int64(vec![1, 0]));
         assert_eq!(parts[1].shape, vec![1]);
+    }
+
+    #[test]
+    fn split_refuses_a_tensor_whose_data_does_not_fill_its_shape() {
+        let short = Tensor {
+            name: "y".into(),
+            shape: vec![2, 2],
+            data: TensorData::Fp32(vec![1.0, 2.0, 3.0]),
+        };
+        assert!(matches!(
+            short.split(&[1, 1]),
+            Err(TensorError::SplitMismatch { .. })
+        ));
     }
 
     #[test]
