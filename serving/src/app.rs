@@ -41,6 +41,27 @@ pub async fn start(config: &ServingConfig) -> anyhow::Result<InferenceService> {
     Ok(InferenceService::new(manager, metrics))
 }
 
+/// Keeps the loaded models in line with the repository directory, checking every `every`,
+/// until `shutdown` is cancelled (TF Serving's file-system polling).
+pub fn spawn_repository_sync(
+    service: &InferenceService,
+    every: std::time::Duration,
+    shutdown: CancellationToken,
+) {
+    let manager = service.manager().clone();
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticks.tick() => manager.sync_with_repository().await,
+            }
+        }
+    });
+}
+
 /// Serves HTTP and gRPC until `shutdown` is cancelled.
 pub async fn serve(
     service: InferenceService,

@@ -35,6 +35,10 @@ pub struct ServingConfig {
     /// Largest request body (HTTP) or message (gRPC) accepted, in bytes.
     #[arg(long, env = "OKLA_MAX_REQUEST_BYTES", default_value_t = 64 * 1024 * 1024)]
     pub max_request_bytes: usize,
+    /// Re-scan the model repository every N seconds and load new or changed models and versions
+    /// (availability-preserving), unload models whose directory is gone; 0 turns it off.
+    #[arg(long, env = "OKLA_REPOSITORY_POLL_SECONDS", default_value_t = 0)]
+    pub repository_poll_seconds: u64,
     /// Requests that may wait per model version before new ones are refused.
     #[arg(long, env = "OKLA_MAX_QUEUE_SIZE", default_value_t = 4096)]
     pub max_queue_size: usize,

@@ -31,6 +31,10 @@ async fn main() -> anyhow::Result<()> {
     println!("okla-serving grpc listening on {}", grpc.local_addr()?);
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
+    if config.repository_poll_seconds > 0 {
+        let every = std::time::Duration::from_secs(config.repository_poll_seconds);
+        app::spawn_repository_sync(&service, every, shutdown.clone());
+    }
     app::serve(service, http, grpc, config.max_request_bytes, shutdown).await
 }
 

@@ -7,7 +7,7 @@
 //! one visible (availability-preserving, as TF Serving does). A version that fails to load is kept
 //! as `Failed` with its error, and its model's other versions keep serving.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +18,9 @@ use crate::backend::{Backend, BackendError, Model};
 use crate::batcher::{BatchSettings, Batcher};
 use crate::error::ServingError;
 use crate::metrics::{Metrics, ModelLabels, RequestTiming, VersionMetrics};
-use crate::repository::{DEFAULT_MAX_BATCH_SIZE, ModelConfig, ModelRepository, RepositoryError};
+use crate::repository::{
+    DEFAULT_MAX_BATCH_SIZE, ModelConfig, ModelRepository, ModelSource, RepositoryError,
+};
 use crate::service::{
     InferRequest, InferResponse, ModelMetadata, RepositoryEntry, VersionSelector,
 };
@@ -53,6 +55,8 @@ struct ModelEntry {
     labels: BTreeMap<String, u64>,
     /// Why the model as a whole could not be read (bad config, no versions).
     error: Option<String>,
+    /// What the versions were loaded from, to tell whether the repository changed since.
+    source: Option<ModelSource>,
 }
 
 impl ModelEntry {
@@ -74,6 +78,8 @@ pub struct ModelManager {
     models: ArcSwap<ModelTable>,
     /// Serialises loads and unloads; requests never take it.
     admin: tokio::sync::Mutex<()>,
+    /// Models unloaded through the API, which repository syncs leave alone.
+    unloaded_on_request: std::sync::Mutex<HashSet<String>>,
 }
 
 impl ModelManager {
@@ -90,6 +96,7 @@ impl ModelManager {
             metrics,
             models: ArcSwap::from_pointee(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
+            unloaded_on_request: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -110,6 +117,9 @@ impl ModelManager {
 
     /// Loads or reloads one model from the repository; returns when it is ready or has failed.
     pub async fn load_model(&self, name: &str) -> Result<(), ServingError> {
+        if let Ok(mut held_back) = self.unloaded_on_request.lock() {
+            held_back.remove(name);
+        }
         self.load(name).await.map_err(|failure| match failure {
             LoadFailure::UnknownModel(message) => ServingError::NotFound(message),
             LoadFailure::Model(message) => ServingError::InvalidArgument(message),
@@ -119,6 +129,65 @@ impl ModelManager {
 
     pub async fn unload_model(&self, name: &str) -> Result<(), ServingError> {
         let _admin = self.admin.lock().await;
+        self.unload_locked(name)?;
+        if let Ok(mut held_back) = self.unloaded_on_request.lock() {
+            held_back.insert(name.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Brings the loaded models in line with the repository directory: new models and changed
+    /// ones (versions the policy selects, config.toml) are loaded, models whose directory is gone
+    /// are unloaded. Models unloaded through the API stay unloaded until loaded through it again.
+    /// What has not changed is left alone, so a failed load is not retried until its model changes.
+    pub async fn sync_with_repository(&self) {
+        let names = match self.repository.model_names() {
+            Ok(names) => names,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot scan the model repository");
+                return;
+            }
+        };
+        let held_back = self
+            .unloaded_on_request
+            .lock()
+            .map(|set| set.clone())
+            .unwrap_or_default();
+        for name in &names {
+            if held_back.contains(name) {
+                continue;
+            }
+            let changed = {
+                let table = self.models.load();
+                let entry = table.get(name);
+                match self.repository.model(name) {
+                    Ok(source) => entry.is_none_or(|entry| entry.source.as_ref() != Some(&source)),
+                    Err(err) => {
+                        entry.is_none_or(|entry| entry.error.as_deref() != Some(&err.to_string()))
+                    }
+                }
+            };
+            if changed {
+                tracing::info!(model = name.as_str(), "model changed in the repository");
+                // Failures are recorded in the model's entry and logged by `load`.
+                let _ = self.load(name).await;
+            }
+        }
+        let gone: Vec<String> = self
+            .models
+            .load()
+            .keys()
+            .filter(|name| !names.contains(name))
+            .cloned()
+            .collect();
+        for name in gone {
+            let _admin = self.admin.lock().await;
+            tracing::info!(model = name.as_str(), "model directory removed");
+            let _ = self.unload_locked(&name);
+        }
+    }
+
+    fn unload_locked(&self, name: &str) -> Result<(), ServingError> {
         let mut table = ModelTable::clone(&self.models.load());
         if table.remove(name).is_none() {
             return Err(ServingError::NotFound(format!(
@@ -164,15 +233,20 @@ impl ModelManager {
             }
         };
 
-        // Versions that are already serving stay; the rest show as loading meanwhile.
+        // Versions that are already serving stay, unless what they were loaded with changed
+        // (labels apply without a reload); the rest show as loading meanwhile.
         let current = self.models.load().get(name).cloned().unwrap_or_default();
+        let reusable = current
+            .source
+            .as_ref()
+            .is_some_and(|loaded| same_except_labels(&loaded.config, &source.config));
         let mut next = ModelEntry {
             labels: current.labels.clone(),
             ..ModelEntry::default()
         };
         for (version, _) in &source.versions {
             let state = match current.versions.get(version) {
-                Some(ready @ VersionState::Ready(_)) => ready.clone(),
+                Some(ready @ VersionState::Ready(_)) if reusable => ready.clone(),
                 _ => VersionState::Loading,
             };
             next.versions.insert(*version, state);
@@ -224,6 +298,7 @@ impl ModelManager {
         }
         // Labels may only name versions that serve, so moving a label never drops traffic.
         next.labels = source.config.labels.clone();
+        next.source = Some(source.clone());
         for (label, version) in &next.labels {
             if !matches!(next.versions.get(version), Some(VersionState::Ready(_))) {
                 tracing::warn!(
@@ -499,6 +574,17 @@ enum LoadFailure {
     UnknownModel(String),
     Model(String),
     Runtime(BackendError),
+}
+
+/// Whether two configurations load versions the same way (labels are applied without a reload).
+fn same_except_labels(a: &ModelConfig, b: &ModelConfig) -> bool {
+    ModelConfig {
+        labels: BTreeMap::new(),
+        ..a.clone()
+    } == ModelConfig {
+        labels: BTreeMap::new(),
+        ..b.clone()
+    }
 }
 
 fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {

@@ -91,7 +91,7 @@ pub enum RepositoryError {
 }
 
 /// A model as found on disk: its configuration and the version directories to serve.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelSource {
     pub name: String,
     pub config: ModelConfig,

@@ -4,5 +4,6 @@
 mod backends;
 mod grpc;
 mod http;
+mod reload;
 mod startup;
 mod support;

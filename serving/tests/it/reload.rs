@@ -1,0 +1,125 @@
+//! Hot reload from the repository directory (`--repository-poll-seconds`): a new version
+//! replaces the old one, a new model appears, a removed one goes, a model unloaded through the
+//! API stays unloaded, and requests are answered throughout.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::{Server, example_models};
+
+/// Places `pricing`'s model file as `<model>/<version>` in one rename, so the poller never
+/// sees a half-written version directory.
+fn publish_version(repository: &Path, model: &str, version: u64) {
+    let staging = repository.join(format!(".staging-{model}-{version}"));
+    std::fs::create_dir_all(&staging).expect("staging directory");
+    std::fs::copy(
+        example_models().join("pricing/1/model.onnx"),
+        staging.join("model.onnx"),
+    )
+    .expect("copy the model file");
+    std::fs::create_dir_all(repository.join(model)).expect("model directory");
+    std::fs::rename(&staging, repository.join(model).join(version.to_string()))
+        .expect("publish the version");
+}
+
+async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn get(client: &reqwest::Client, url: String) -> (StatusCode, Value) {
+    let response = client.get(url).send().await.expect("server answers");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repository_changes_are_served_without_failing_requests() {
+    let repository = tempfile::tempdir().expect("temporary directory");
+    publish_version(repository.path(), "pricing", 1);
+    let server = Server::start_with(repository.path(), &["--repository-poll-seconds", "1"]);
+    let client = reqwest::Client::new();
+    let versions_of = |model: &str| {
+        let (client, url) = (client.clone(), format!("{}/v2/models/{model}", server.http));
+        async move { get(&client, url).await.1["versions"].clone() }
+    };
+    assert_eq!(versions_of("pricing").await, json!(["1"]));
+
+    // Requests run the whole time; none may fail while versions come and go.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let traffic = {
+        let (client, url) = (
+            client.clone(),
+            format!("{}/v2/models/pricing/infer", server.http),
+        );
+        let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
+        tokio::spawn(async move {
+            let body = json!({"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP32",
+                "data": [3, 2019, 60000, 1.6, 0, 1, 4, 12]}]});
+            while !stop.load(Ordering::Relaxed) {
+                match client.post(&url).json(&body).send().await {
+                    Ok(response) if response.status() == StatusCode::OK => {
+                        answered.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+
+    publish_version(repository.path(), "pricing", 2);
+    wait_until("version 2 replaces version 1", || async {
+        versions_of("pricing").await == json!(["2"])
+    })
+    .await;
+
+    publish_version(repository.path(), "pricing_copy", 1);
+    wait_until("the new model is ready", || async {
+        let url = format!("{}/v2/models/pricing_copy/ready", server.http);
+        get(&client, url).await.0 == StatusCode::OK
+    })
+    .await;
+
+    std::fs::remove_dir_all(repository.path().join("pricing_copy")).expect("remove the model");
+    wait_until("the removed model is gone", || async {
+        let url = format!("{}/v2/models/pricing_copy", server.http);
+        get(&client, url).await.0 == StatusCode::NOT_FOUND
+    })
+    .await;
+
+    stop.store(true, Ordering::Relaxed);
+    traffic.await.expect("traffic task");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed during reloads"
+    );
+    assert!(answered.load(Ordering::Relaxed) > 0);
+
+    // An unload through the API sticks although the directory is still there.
+    let unload = client
+        .post(format!(
+            "{}/v2/repository/models/pricing/unload",
+            server.http
+        ))
+        .send()
+        .await
+        .expect("unload answers");
+    assert_eq!(unload.status(), StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let url = format!("{}/v2/models/pricing", server.http);
+    assert_eq!(get(&client, url).await.0, StatusCode::NOT_FOUND);
+}
