@@ -1,7 +1,11 @@
 //! Compiles the .proto files with protox (pure Rust), so no system `protoc` is needed.
+//! Files without a service (the events) yield messages only.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["proto/inference/grpc_service.proto"];
+    let files = [
+        "proto/inference/grpc_service.proto",
+        "proto/events/model_events.proto",
+    ];
     for file in files {
         println!("cargo:rerun-if-changed={file}");
     }

@@ -23,6 +23,8 @@ pub struct AppState {
     pub store: Store,
     pub artifacts: Arc<ArtifactStore>,
     pub limits: Limits,
+    /// Where the events relay publishes; `None` keeps events in the outbox and the feed.
+    pub amqp_url: Option<String>,
 }
 
 impl AppState {
@@ -42,18 +44,27 @@ impl AppState {
                 max_request_bytes: config.max_request_bytes,
                 max_artifact_bytes: config.max_artifact_bytes,
             },
+            amqp_url: config.amqp_url.clone().filter(|url| !url.is_empty()),
         })
     }
 }
 
 /// Serves the API on an already-bound listener until `shutdown` fires, then finishes the
-/// requests in flight. Also keeps the database's planner statistics fresh meanwhile.
+/// requests in flight. Also keeps the database's planner statistics fresh meanwhile and, with
+/// an AMQP URL, relays the outbox to RabbitMQ.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     tokio::spawn(state.store.clone().keep_statistics_fresh(shutdown.clone()));
+    if let Some(amqp_url) = state.amqp_url.clone() {
+        tokio::spawn(crate::events::run_relay(
+            state.store.clone(),
+            amqp_url,
+            shutdown.clone(),
+        ));
+    }
     let router = crate::api::router(state);
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())

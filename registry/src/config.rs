@@ -43,6 +43,10 @@ pub struct RegistryConfig {
     /// Connections in the database pool (PostgreSQL) or read pool (SQLite).
     #[arg(long, env = "OKLA_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// RabbitMQ to publish model events to, e.g. `amqp://user:pass@host:5672/vhost`. Unset: no
+    /// broker is contacted; events are still recorded and served by `GET /api/okla/v1/events`.
+    #[arg(long, env = "OKLA_AMQP_URL")]
+    pub amqp_url: Option<String>,
 }
 
 impl RegistryConfig {
@@ -56,6 +60,7 @@ impl RegistryConfig {
             max_request_bytes: 16 * 1024 * 1024,
             max_artifact_bytes: 1024 * 1024 * 1024,
             db_max_connections: 8,
+            amqp_url: None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `okla-registry`: an MLflow-compatible tracking server and model registry.
 //!
 //! `domain` holds the rules and does no I/O; `store` (SQL), `artifacts` (object storage) and
-//! `api` (HTTP) are adapters around it; `app` wires them together.
+//! `api` (HTTP) are adapters around it; `events` publishes the outbox to RabbitMQ; `app` wires
+//! them together.
 
 pub mod api;
 pub mod app;
@@ -9,4 +10,5 @@ pub mod artifacts;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod store;

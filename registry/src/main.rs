@@ -23,6 +23,7 @@ async fn main() -> anyhow::Result<()> {
         %address,
         backend_store = %redact(&config.backend_store_uri),
         artifacts = %state.artifacts.destination(),
+        events = %state.amqp_url.as_deref().map_or_else(|| "outbox and feed only".to_owned(), redact),
         "okla-registry listening"
     );
     // Tests and scripts read this line to learn an ephemeral port.

@@ -5,6 +5,7 @@
 //! under `/api/okla/v1`.
 
 mod artifacts;
+mod events;
 mod extract;
 mod logged_models;
 mod model_registry;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
             "/api/okla/v1/models/{name}/history",
             get(okla::model_history),
         )
+        .route("/api/okla/v1/events", get(events::list))
         .fallback(endpoint_not_found)
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .layer(CatchPanicLayer::custom(panic_response))

@@ -313,6 +313,7 @@ pub(super) struct CreateVersion {
 
 pub(super) async fn create_model_version(
     State(state): State<AppState>,
+    actor: Actor,
     Fields(request): Fields<CreateVersion>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
@@ -351,6 +352,7 @@ pub(super) async fn create_model_version(
             storage_location,
             tags,
             files,
+            actor: actor.0,
         })
         .await?;
     Ok(Json(

@@ -3,16 +3,19 @@
 
 pub mod logged_models;
 pub mod model_registry;
+pub mod outbox;
 pub mod search_sql;
 mod statistics;
 pub mod tracking;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, ConnectOptions, Executor, Row};
+use tokio::sync::Notify;
 
 use crate::config::BackendStore;
 use crate::error::{Error, Result};
@@ -35,6 +38,8 @@ pub struct Store {
     writer: AnyPool,
     reader: AnyPool,
     backend: Backend,
+    /// Poked after every commit that wrote outbox events, so the relay publishes at once.
+    events_written: Arc<Notify>,
 }
 
 type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
@@ -55,6 +60,7 @@ impl Store {
                     writer: pool.clone(),
                     reader: pool,
                     backend: Backend::Postgres,
+                    events_written: Arc::new(Notify::new()),
                 }
             }
             BackendStore::Sqlite(path) => {
@@ -77,6 +83,7 @@ impl Store {
                     writer: writer.clone(),
                     reader: writer.clone(),
                     backend: Backend::Sqlite,
+                    events_written: Arc::new(Notify::new()),
                 };
                 store_migrated.migrate().await?;
                 let reader = sqlite_pool(options, max_connections.max(1)).await?;
@@ -84,6 +91,7 @@ impl Store {
                     writer,
                     reader,
                     backend: Backend::Sqlite,
+                    events_written: Arc::new(Notify::new()),
                 });
             }
         };

@@ -2,9 +2,12 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use okla_proto::events as proto;
+use proto::model_event::Body;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
+use super::outbox::write_events;
 use super::search_sql::build_search;
 use super::tracking::{KeyRef, upsert_key_values};
 use super::{
@@ -31,6 +34,8 @@ pub struct NewModelVersion {
     pub storage_location: Option<String>,
     pub tags: Vec<KeyValue>,
     pub files: Vec<VersionFile>,
+    /// Who registered the version, for its `model.version.created` event.
+    pub actor: String,
 }
 
 /// Who changed a stage or alias, and why; recorded in the model history.
@@ -146,7 +151,20 @@ impl Store {
             change,
         )
         .await?;
+        // The event ends the old name's stream; what follows continues the new name's.
+        let renamed = Body::ModelRenamed(proto::ModelRenamed {
+            new_name: new_name.to_owned(),
+        });
+        write_events(
+            &mut transaction,
+            self.backend,
+            name,
+            change.actor,
+            vec![renamed],
+        )
+        .await?;
         transaction.commit().await?;
+        self.events_committed();
         self.get_registered_model(new_name).await
     }
 
@@ -177,7 +195,17 @@ impl Store {
             return Err(model_not_found(name));
         }
         append_history(&mut transaction, name, None, "delete", None, None, change).await?;
+        let deleted = Body::ModelDeleted(proto::ModelDeleted {});
+        write_events(
+            &mut transaction,
+            self.backend,
+            name,
+            change.actor,
+            vec![deleted],
+        )
+        .await?;
         transaction.commit().await?;
+        self.events_committed();
         Ok(())
     }
 
@@ -437,7 +465,23 @@ impl Store {
                 .execute(&mut *transaction)
                 .await?;
         }
+        let created = Body::VersionCreated(proto::VersionCreated {
+            version,
+            source: new_version.source.clone(),
+            run_id: new_version.run_id.clone().unwrap_or_default(),
+            storage_location: new_version.storage_location.clone().unwrap_or_default(),
+            model_id: new_version.model_id.clone().unwrap_or_default(),
+        });
+        write_events(
+            &mut transaction,
+            self.backend,
+            &new_version.name,
+            &new_version.actor,
+            vec![created],
+        )
+        .await?;
         transaction.commit().await?;
+        self.events_committed();
         self.get_model_version(&new_version.name, version).await
     }
 
@@ -503,6 +547,8 @@ impl Store {
             .await?
             .ok_or_else(|| version_not_found(name, version))?;
         let previous_stage = get_text(&row, "current_stage")?;
+        let comment = change.comment.unwrap_or_default();
+        let mut events = Vec::new();
         if archive_existing {
             let others = sqlx::query(
                 "SELECT version FROM model_versions WHERE name = $1 AND current_stage = $2 AND version <> $3 AND deleted = 0",
@@ -532,6 +578,12 @@ impl Store {
                     change,
                 )
                 .await?;
+                events.push(Body::StageTransitioned(proto::StageTransitioned {
+                    version: other_version,
+                    from_stage: stage.as_str().to_owned(),
+                    to_stage: "Archived".to_owned(),
+                    comment: comment.to_owned(),
+                }));
             }
         }
         sqlx::query("UPDATE model_versions SET current_stage = $1, last_updated_timestamp = $2 WHERE name = $3 AND version = $4")
@@ -551,7 +603,18 @@ impl Store {
             change,
         )
         .await?;
+        // A transition to the stage a version is already in changes nothing the fleet serves.
+        if previous_stage != stage.as_str() {
+            events.push(Body::StageTransitioned(proto::StageTransitioned {
+                version,
+                from_stage: previous_stage,
+                to_stage: stage.as_str().to_owned(),
+                comment: comment.to_owned(),
+            }));
+        }
+        write_events(&mut transaction, self.backend, name, change.actor, events).await?;
         transaction.commit().await?;
+        self.events_committed();
         self.get_model_version(name, version).await
     }
 
@@ -582,6 +645,7 @@ impl Store {
         .bind(version)
         .fetch_all(&mut *transaction)
         .await?;
+        let mut events = Vec::new();
         for alias in aliases {
             let alias = get_text(&alias, "alias")?;
             let from = format!("{alias}={version}");
@@ -595,6 +659,8 @@ impl Store {
                 change,
             )
             .await?;
+            // Serving follows aliases, so the ones that vanish with the version are announced.
+            events.push(Body::AliasDeleted(proto::AliasDeleted { alias, version }));
         }
         sqlx::query("DELETE FROM registered_model_aliases WHERE name = $1 AND version = $2")
             .bind(name)
@@ -611,7 +677,10 @@ impl Store {
             change,
         )
         .await?;
+        events.push(Body::VersionDeleted(proto::VersionDeleted { version }));
+        write_events(&mut transaction, self.backend, name, change.actor, events).await?;
         transaction.commit().await?;
+        self.events_committed();
         Ok(())
     }
 
@@ -754,8 +823,22 @@ impl Store {
                 change,
             )
             .await?;
+            let set = Body::AliasSet(proto::AliasSet {
+                alias: alias.to_owned(),
+                version,
+                previous_version: previous,
+            });
+            write_events(
+                &mut transaction,
+                self.backend,
+                name,
+                change.actor,
+                vec![set],
+            )
+            .await?;
         }
         transaction.commit().await?;
+        self.events_committed();
         Ok(())
     }
 
@@ -788,8 +871,21 @@ impl Store {
                 change,
             )
             .await?;
+            let deleted = Body::AliasDeleted(proto::AliasDeleted {
+                alias: alias.to_owned(),
+                version: previous,
+            });
+            write_events(
+                &mut transaction,
+                self.backend,
+                name,
+                change.actor,
+                vec![deleted],
+            )
+            .await?;
         }
         transaction.commit().await?;
+        self.events_committed();
         Ok(())
     }
 

@@ -1,0 +1,116 @@
+//! `GET /api/okla/v1/events`: the outbox as a feed, for serving nodes that poll instead of
+//! consuming RabbitMQ. Events come in `sequence` order; a client passes the `next_after` of one
+//! page as `after` of the next. Delivery is at least once, as on RabbitMQ: dedupe by `event_id`.
+
+use axum::Json;
+use axum::extract::State;
+use okla_proto::events as proto;
+use prost::Message;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::MlflowQuery;
+use crate::app::AppState;
+use crate::error::{Error, Result};
+use crate::store::outbox::OutboxEvent;
+
+const DEFAULT_MAX_RESULTS: u32 = 100;
+const MAX_RESULTS: u32 = 1000;
+
+#[derive(Deserialize)]
+pub(super) struct FeedRequest {
+    after: Option<String>,
+    max_results: Option<String>,
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    MlflowQuery(request): MlflowQuery<FeedRequest>,
+) -> Result<Json<Value>> {
+    let after = match request.after.as_deref().filter(|after| !after.is_empty()) {
+        None => 0,
+        Some(after) => after
+            .parse::<i64>()
+            .ok()
+            .filter(|after| *after >= 0)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "Invalid value {after} for parameter 'after' supplied. It must be a sequence number (an integer >= 0)"
+                ))
+            })?,
+    };
+    let limit = match request.max_results.as_deref().filter(|max| !max.is_empty()) {
+        None => DEFAULT_MAX_RESULTS,
+        Some(max) => match max.parse::<u32>() {
+            Ok(0) => DEFAULT_MAX_RESULTS,
+            Ok(max) if max <= MAX_RESULTS => max,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "Invalid value {max} for parameter 'max_results' supplied. It must be at most {MAX_RESULTS}"
+                )));
+            }
+        },
+    };
+    let events = state.store.events_after(after, limit).await?;
+    let next_after = events.last().map_or(after, |event| event.sequence);
+    let events = events.iter().map(event_json).collect::<Result<Vec<_>>>()?;
+    Ok(Json(json!({ "events": events, "next_after": next_after })))
+}
+
+fn event_json(row: &OutboxEvent) -> Result<Value> {
+    let event = proto::ModelEvent::decode(row.payload.as_slice()).map_err(|error| {
+        Error::Internal(anyhow::anyhow!(
+            "outbox event {} does not decode: {error}",
+            row.sequence
+        ))
+    })?;
+    Ok(json!({
+        "sequence": row.sequence,
+        "event_id": row.event_id,
+        "model_name": row.model_name,
+        "model_sequence": row.model_sequence,
+        "routing_key": row.routing_key,
+        "occurred_at_ms": event.occurred_at_ms,
+        "actor": event.actor,
+        "published_at_ms": row.published_at,
+        "event": body_json(event.body.as_ref()),
+    }))
+}
+
+/// The body as `{"<oneof field name>": {...fields}}`, snake_case as in the .proto.
+fn body_json(body: Option<&proto::model_event::Body>) -> Value {
+    use proto::model_event::Body;
+    match body {
+        Some(Body::VersionCreated(created)) => json!({ "version_created": {
+            "version": created.version,
+            "source": created.source,
+            "run_id": created.run_id,
+            "storage_location": created.storage_location,
+            "model_id": created.model_id,
+        }}),
+        Some(Body::StageTransitioned(transitioned)) => json!({ "stage_transitioned": {
+            "version": transitioned.version,
+            "from_stage": transitioned.from_stage,
+            "to_stage": transitioned.to_stage,
+            "comment": transitioned.comment,
+        }}),
+        Some(Body::AliasSet(set)) => json!({ "alias_set": {
+            "alias": set.alias,
+            "version": set.version,
+            "previous_version": set.previous_version,
+        }}),
+        Some(Body::AliasDeleted(deleted)) => json!({ "alias_deleted": {
+            "alias": deleted.alias,
+            "version": deleted.version,
+        }}),
+        Some(Body::VersionDeleted(deleted)) => {
+            json!({ "version_deleted": { "version": deleted.version } })
+        }
+        Some(Body::ModelRenamed(renamed)) => {
+            json!({ "model_renamed": { "new_name": renamed.new_name } })
+        }
+        Some(Body::ModelDeleted(_)) => json!({ "model_deleted": {} }),
+        // A body this build does not know (written by a newer registry): shown as empty.
+        None => json!({}),
+    }
+}
