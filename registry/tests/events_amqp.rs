@@ -6,8 +6,8 @@
 //! Needs RabbitMQ on 127.0.0.1:5672 (guest/guest) and `rabbitmqctl`; `bash scripts/test`
 //! starts the broker if it is down. Each test works in a vhost of its own, deleted at the end.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::ffi::OsStr;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,10 @@ use prost::Message;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+
+mod common;
+
+use common::RegistryProcess;
 
 const BROKER: &str = "127.0.0.1:5672";
 
@@ -75,10 +79,9 @@ fn rabbitmqctl(args: &[&str]) {
     );
 }
 
-/// The registry binary on an ephemeral port, killed when dropped.
+/// The registry binary on an ephemeral port with SQLite and a local artifact directory.
 struct RunningRegistry {
-    child: Child,
-    url: String,
+    process: RegistryProcess,
     client: reqwest::Client,
     _directory: tempfile::TempDir,
 }
@@ -86,34 +89,21 @@ struct RunningRegistry {
 impl RunningRegistry {
     fn start(amqp_url: &str) -> RunningRegistry {
         let directory = tempfile::tempdir().expect("temp dir");
-        let database = directory.path().join("okla.db");
+        let database = format!("sqlite:///{}", directory.path().join("okla.db").display());
         let artifacts = directory.path().join("artifacts");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_okla-registry"))
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .arg("--backend-store-uri")
-            .arg(format!("sqlite:///{}", database.display()))
-            .arg("--artifacts-destination")
-            .arg(&artifacts)
-            .args(["--amqp-url", amqp_url])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("okla-registry binary starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("okla-registry listening on ") {
-                    let _ = sender.send(url.to_owned());
-                }
-            }
-        });
-        let url = receiver
-            .recv_timeout(Duration::from_secs(60))
-            .expect("okla-registry printed its listening address within 60 s");
+        let process = RegistryProcess::start(
+            [
+                OsStr::new("--backend-store-uri"),
+                OsStr::new(&database),
+                OsStr::new("--artifacts-destination"),
+                artifacts.as_os_str(),
+                OsStr::new("--amqp-url"),
+                OsStr::new(amqp_url),
+            ],
+            &[],
+        );
         RunningRegistry {
-            child,
-            url,
+            process,
             client: reqwest::Client::new(),
             _directory: directory,
         }
@@ -122,7 +112,10 @@ impl RunningRegistry {
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let response = self
             .client
-            .request(method, format!("{}/api/2.0/mlflow/{path}", self.url))
+            .request(
+                method,
+                format!("{}/api/2.0/mlflow/{path}", self.process.url),
+            )
             .header("x-okla-actor", "ci")
             .json(&body)
             .send()
@@ -142,7 +135,7 @@ impl RunningRegistry {
     async fn feed(&self) -> Vec<Value> {
         let body: Value = self
             .client
-            .get(format!("{}/api/okla/v1/events", self.url))
+            .get(format!("{}/api/okla/v1/events", self.process.url))
             .query(&[("after", "0"), ("max_results", "1000")])
             .send()
             .await
@@ -151,13 +144,6 @@ impl RunningRegistry {
             .await
             .expect("JSON answer");
         body["events"].as_array().expect("events list").clone()
-    }
-}
-
-impl Drop for RunningRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

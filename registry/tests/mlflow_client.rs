@@ -2,55 +2,30 @@
 //! through a whole training-job and data-scientist workflow (`mlflow_workflow.py`), once on the
 //! embedded defaults (SQLite + local directory) and once on PostgreSQL + S3.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use sqlx::AnyPool;
 
-/// A registry process on an ephemeral port, killed when dropped.
-struct RunningRegistry {
-    child: Child,
-    url: String,
-}
+mod common;
 
-impl RunningRegistry {
-    fn start(
-        backend_store_uri: &str,
-        artifacts_destination: &str,
-        env: &[(&str, &str)],
-    ) -> RunningRegistry {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_okla-registry"))
-            .args(["--host", "127.0.0.1", "--port", "0"])
-            .args(["--backend-store-uri", backend_store_uri])
-            .args(["--artifacts-destination", artifacts_destination])
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("okla-registry binary starts");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("okla-registry listening on ") {
-                    let _ = sender.send(url.to_owned());
-                }
-            }
-        });
-        let url = receiver
-            .recv_timeout(Duration::from_secs(60))
-            .expect("okla-registry printed its listening address within 60 s");
-        RunningRegistry { child, url }
-    }
-}
+use common::RegistryProcess;
 
-impl Drop for RunningRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts the registry on the given stores.
+fn start_registry(
+    backend_store_uri: &str,
+    artifacts_destination: &str,
+    env: &[(&str, &str)],
+) -> RegistryProcess {
+    RegistryProcess::start(
+        [
+            "--backend-store-uri",
+            backend_store_uri,
+            "--artifacts-destination",
+            artifacts_destination,
+        ],
+        env,
+    )
 }
 
 fn required_env(name: &str) -> String {
@@ -91,7 +66,7 @@ fn mlflow_client_workflow_on_sqlite_and_local_artifacts() {
     let directory = tempfile::tempdir().expect("temp dir");
     let database = directory.path().join("okla.db");
     let artifacts = directory.path().join("artifacts");
-    let registry = RunningRegistry::start(
+    let registry = start_registry(
         &format!("sqlite:///{}", database.display()),
         artifacts.to_str().expect("utf-8 path"),
         &[],
@@ -139,8 +114,7 @@ async fn mlflow_client_workflow_on_postgresql_and_s3() {
     ];
     let backend = database_url.replacen("postgres://", "postgresql+psycopg2://", 1);
     let outcome = {
-        let registry =
-            RunningRegistry::start(&backend, &format!("s3://{bucket}/mlartifacts"), &env);
+        let registry = start_registry(&backend, &format!("s3://{bucket}/mlartifacts"), &env);
         let url = registry.url.clone();
         tokio::task::spawn_blocking(move || {
             let result = std::panic::catch_unwind(|| run_workflow(&url));
