@@ -9,6 +9,7 @@ pub enum ErrorCode {
     InvalidParameterValue,
     ResourceDoesNotExist,
     ResourceAlreadyExists,
+    ResourceConflict,
     InternalError,
     TemporarilyUnavailable,
 }
@@ -19,6 +20,7 @@ impl ErrorCode {
             ErrorCode::InvalidParameterValue => "INVALID_PARAMETER_VALUE",
             ErrorCode::ResourceDoesNotExist => "RESOURCE_DOES_NOT_EXIST",
             ErrorCode::ResourceAlreadyExists => "RESOURCE_ALREADY_EXISTS",
+            ErrorCode::ResourceConflict => "RESOURCE_CONFLICT",
             ErrorCode::InternalError => "INTERNAL_ERROR",
             ErrorCode::TemporarilyUnavailable => "TEMPORARILY_UNAVAILABLE",
         }
@@ -31,6 +33,9 @@ impl ErrorCode {
                 StatusCode::BAD_REQUEST
             }
             ErrorCode::ResourceDoesNotExist => StatusCode::NOT_FOUND,
+            // MLflow's own mapping of RESOURCE_CONFLICT. Not retried by the mlflow client (only
+            // 429 and 5xx are), which is right: the caller must re-read and decide again.
+            ErrorCode::ResourceConflict => StatusCode::CONFLICT,
             ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -45,6 +50,10 @@ pub enum Error {
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// The resource's current state forbids the change: a stale `expected_revision`, or deleting
+    /// a version a deployment serves.
+    #[error("{0}")]
+    Conflict(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("artifact storage error: {0}")]
@@ -69,6 +78,7 @@ impl Error {
             Error::InvalidParameter(_) => ErrorCode::InvalidParameterValue,
             Error::NotFound(_) => ErrorCode::ResourceDoesNotExist,
             Error::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
+            Error::Conflict(_) => ErrorCode::ResourceConflict,
             Error::Database(sqlx::Error::PoolTimedOut) => ErrorCode::TemporarilyUnavailable,
             // PostgreSQL refuses text it cannot store (a NUL character): the client's input is at fault.
             Error::Database(sqlx::Error::Database(database_error))
@@ -138,6 +148,7 @@ mod tests {
                 "RESOURCE_ALREADY_EXISTS",
                 400,
             ),
+            (Error::Conflict("x".into()), "RESOURCE_CONFLICT", 409),
             (Error::Storage("disk".into()), "INTERNAL_ERROR", 500),
             (
                 Error::Database(sqlx::Error::PoolTimedOut),

@@ -110,7 +110,39 @@ fn body_json(body: Option<&proto::model_event::Body>) -> Value {
             json!({ "model_renamed": { "new_name": renamed.new_name } })
         }
         Some(Body::ModelDeleted(_)) => json!({ "model_deleted": {} }),
+        Some(Body::DeploymentUpdated(updated)) => json!({ "deployment_updated": {
+            "revision": updated.revision,
+            "routes": routes_json(&updated.routes),
+            "sticky_routing_key_header": updated.sticky_routing_key_header,
+            "shadow_version": updated.shadow_version,
+            "canary_gate": updated.canary_gate.as_ref().map(|gate| json!({
+                "version": gate.version,
+                "max_error_rate_delta": gate.max_error_rate_delta,
+                "max_p99_ratio": gate.max_p99_ratio,
+                "min_requests": gate.min_requests,
+            })),
+            "comment": updated.comment,
+        }}),
+        Some(Body::DeploymentDeleted(deleted)) => json!({ "deployment_deleted": {
+            "revision": deleted.revision,
+            "comment": deleted.comment,
+        }}),
+        Some(Body::DeploymentRolledBack(rolled_back)) => json!({ "deployment_rolled_back": {
+            "revision": rolled_back.revision,
+            "from_routes": routes_json(&rolled_back.from_routes),
+            "to_version": rolled_back.to_version,
+            "reason": rolled_back.reason,
+            "sticky_routing_key_header": rolled_back.sticky_routing_key_header,
+            "shadow_version": rolled_back.shadow_version,
+        }}),
         // A body this build does not know (written by a newer registry): shown as empty.
         None => json!({}),
     }
+}
+
+fn routes_json(routes: &[proto::DeploymentRoute]) -> Value {
+    routes
+        .iter()
+        .map(|route| json!({ "version": route.version, "weight": route.weight }))
+        .collect()
 }

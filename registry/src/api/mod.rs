@@ -5,6 +5,7 @@
 //! under `/api/okla/v1`.
 
 mod artifacts;
+mod deployments;
 mod events;
 mod extract;
 mod logged_models;
@@ -53,6 +54,17 @@ pub fn router(state: AppState) -> Router {
             get(okla::model_history),
         )
         .route("/api/okla/v1/events", get(events::list))
+        .route("/api/okla/v1/deployments", get(deployments::list))
+        .route(
+            "/api/okla/v1/deployments/{name}",
+            get(deployments::get)
+                .put(deployments::put)
+                .delete(deployments::delete),
+        )
+        .route(
+            "/api/okla/v1/deployments/{name}/rollback",
+            post(deployments::rollback),
+        )
         .fallback(endpoint_not_found)
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .layer(CatchPanicLayer::custom(panic_response))

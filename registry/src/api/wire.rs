@@ -476,3 +476,66 @@ impl<T: Serialize> Serialize for Listing<T> {
         map.end()
     }
 }
+
+/// A model's effective deployment: `source` is `explicit`, `champion`, `production`, or `none`
+/// (no routes: the fleet serves nothing of the model). Versions are JSON numbers.
+#[derive(Serialize)]
+pub(super) struct DeploymentWire {
+    name: String,
+    source: &'static str,
+    revision: i64,
+    routes: Vec<DeploymentRouteWire>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sticky: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shadow: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    canary_gate: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_at: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    updated_by: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DeploymentRouteWire {
+    version: i64,
+    weight: i64,
+}
+
+impl From<&crate::store::deployments::DeploymentState> for DeploymentWire {
+    fn from(state: &crate::store::deployments::DeploymentState) -> Self {
+        let effective = state.effective.as_ref();
+        let spec = effective.map(|effective| &effective.spec);
+        DeploymentWire {
+            name: state.name.clone(),
+            source: effective.map_or("none", |effective| effective.source.as_str()),
+            revision: state.revision,
+            routes: spec
+                .map(|spec| {
+                    spec.routes
+                        .iter()
+                        .map(|route| DeploymentRouteWire {
+                            version: route.version,
+                            weight: route.weight,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            sticky: spec.and_then(|spec| spec.sticky.as_ref()).map(
+                |sticky| serde_json::json!({ "routing_key_header": sticky.routing_key_header }),
+            ),
+            shadow: spec.and_then(|spec| spec.shadow),
+            canary_gate: spec.and_then(|spec| spec.canary_gate).map(|gate| {
+                serde_json::json!({
+                    "version": gate.version,
+                    "max_error_rate_delta": gate.max_error_rate_delta,
+                    "max_p99_ratio": gate.max_p99_ratio,
+                    "min_requests": gate.min_requests,
+                })
+            }),
+            updated_at: state.updated_at,
+            updated_by: state.updated_by.clone(),
+        }
+    }
+}

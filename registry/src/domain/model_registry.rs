@@ -89,6 +89,12 @@ pub struct VersionFile {
 pub enum HistoryKind {
     Stage,
     Alias,
+    /// An explicit deployment created or replaced; from/to hold the specs as JSON.
+    Deployment,
+    /// The explicit deployment removed; the default applies again.
+    DeploymentDelete,
+    /// The deployment rolled back to one version; the comment holds the reason.
+    DeploymentRollback,
 }
 
 impl HistoryKind {
@@ -96,6 +102,9 @@ impl HistoryKind {
         match self {
             HistoryKind::Stage => "stage",
             HistoryKind::Alias => "alias",
+            HistoryKind::Deployment => "deployment",
+            HistoryKind::DeploymentDelete => "deployment_delete",
+            HistoryKind::DeploymentRollback => "deployment_rollback",
         }
     }
 }

@@ -25,8 +25,8 @@ pub const DEPLOYED_QUEUE: &str = "okla.ml.models.deployed";
 /// The binding keys of `TRAINED_QUEUE`.
 pub const TRAINED_BINDINGS: &[&str] = &["model.version.created"];
 /// The binding keys of `DEPLOYED_QUEUE`: whatever changes which versions the fleet may serve
-/// (a deleted version or model must stop serving). `deployment.*` and `model.deployed` are bound
-/// ahead of the deployments that will publish them.
+/// (a deleted version or model must stop serving). `deployment.*` carries the deployments'
+/// changes; `model.deployed` is bound ahead of the serving nodes that will publish it.
 pub const DEPLOYED_BINDINGS: &[&str] = &[
     "model.version.transitioned",
     "model.version.deleted",
@@ -51,5 +51,8 @@ pub fn routing_key(body: &Body) -> &'static str {
         Body::VersionDeleted(_) => "model.version.deleted",
         Body::ModelRenamed(_) => "model.renamed",
         Body::ModelDeleted(_) => "model.deleted",
+        Body::DeploymentUpdated(_) => "deployment.updated",
+        Body::DeploymentDeleted(_) => "deployment.deleted",
+        Body::DeploymentRolledBack(_) => "deployment.rolled_back",
     }
 }

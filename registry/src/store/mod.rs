@@ -1,6 +1,7 @@
 //! The metadata store: one set of portable SQL queries over PostgreSQL or SQLite (sqlx `Any`),
 //! with a migrations folder per backend. Every multi-row write runs in one transaction.
 
+pub mod deployments;
 pub mod logged_models;
 pub mod model_registry;
 pub mod outbox;

@@ -626,6 +626,12 @@ impl Store {
         change: &Change<'_>,
     ) -> Result<()> {
         let mut transaction = self.writer.begin().await?;
+        // The model row first, as a deployment change takes it: otherwise a deployment could
+        // start routing to this version between the check below and this commit.
+        match touch_model(&mut transaction, name).await {
+            Err(Error::NotFound(_)) => return Err(version_not_found(name, version)),
+            other => other?,
+        }
         let deleted = sqlx::query(
             "UPDATE model_versions SET deleted = 1, current_stage = 'Deleted_Internal', last_updated_timestamp = $1 \
              WHERE name = $2 AND version = $3 AND deleted = 0",
@@ -638,6 +644,9 @@ impl Store {
         if deleted.rows_affected() == 0 {
             return Err(version_not_found(name, version));
         }
+        // Refused rather than silently rewriting the deployment: traffic moves only when someone
+        // decides where it goes.
+        super::deployments::refuse_if_deployed(&mut transaction, name, version).await?;
         let aliases = sqlx::query(
             "SELECT alias FROM registered_model_aliases WHERE name = $1 AND version = $2",
         )
@@ -960,7 +969,7 @@ impl Store {
 }
 
 /// Bumps the model's update time; fails with NotFound when it does not exist.
-async fn touch_model(transaction: &mut Transaction<'_, Any>, name: &str) -> Result<()> {
+pub(super) async fn touch_model(transaction: &mut Transaction<'_, Any>, name: &str) -> Result<()> {
     let updated =
         sqlx::query("UPDATE registered_models SET last_updated_timestamp = $1 WHERE name = $2")
             .bind(now_millis())
@@ -973,7 +982,7 @@ async fn touch_model(transaction: &mut Transaction<'_, Any>, name: &str) -> Resu
     Ok(())
 }
 
-async fn append_history(
+pub(super) async fn append_history(
     transaction: &mut Transaction<'_, Any>,
     name: &str,
     version: Option<i64>,
@@ -999,11 +1008,11 @@ async fn append_history(
     Ok(())
 }
 
-fn model_not_found(name: &str) -> Error {
+pub(super) fn model_not_found(name: &str) -> Error {
     Error::not_found(format!("Registered Model with name={name} not found"))
 }
 
-fn version_not_found(name: &str, version: i64) -> Error {
+pub(super) fn version_not_found(name: &str, version: i64) -> Error {
     Error::not_found(format!(
         "Model Version (name={name}, version={version}) not found"
     ))

@@ -1,11 +1,12 @@
-//! The registry's integration test binary: the store conformance suite, the HTTP suite and the
-//! outbox suite, each run against both SQLite and PostgreSQL, plus the tidy checks. Run it with
-//! `bash scripts/test`, or `cargo nextest run -p okla-registry --test it` with
+//! The registry's integration test binary: the store conformance suite, the HTTP suite, the
+//! outbox suite and the deployments suite, each run against both SQLite and PostgreSQL, plus
+//! the tidy checks. Run it with `bash scripts/test`, or `cargo nextest run -p okla-registry --test it` with
 //! `TEST_DATABASE_URL` set.
 
 #[macro_use]
 mod support;
 
+mod deployments;
 mod http_api;
 mod outbox;
 mod statistics;
