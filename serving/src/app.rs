@@ -13,11 +13,15 @@ use crate::backend::onnx::OnnxBackend;
 use crate::config::ServingConfig;
 use crate::manager::{ManagerSettings, ModelManager};
 use crate::metrics::Metrics;
+use crate::registry_client::RegistryClient;
+use crate::registry_source::RegistrySource;
 use crate::repository::ModelRepository;
 use crate::service::InferenceService;
 
 /// Builds the service and loads every model of the repository. Models that fail to load are
-/// reported and left unready; a missing runtime library is an error.
+/// reported and left unready; a missing runtime library is an error. Following the registry,
+/// nothing is loaded here and the server is not ready until the registry source has run
+/// ([`spawn_registry_source`]).
 pub async fn start(config: &ServingConfig) -> anyhow::Result<InferenceService> {
     let onnx = OnnxBackend::new(config.onnxruntime_library.as_deref())
         .context("cannot start the ONNX backend")?;
@@ -27,18 +31,51 @@ pub async fn start(config: &ServingConfig) -> anyhow::Result<InferenceService> {
         default_instances: config.instances(),
         max_queue_size: config.max_queue_size,
     };
-    let repository = ModelRepository::new(&config.model_repository);
+    let repository = ModelRepository::new(config.repository_root());
     let manager = Arc::new(ModelManager::new(
         repository,
         backends,
         settings,
         metrics.clone(),
     ));
-    manager
-        .load_all()
-        .await
-        .context("cannot load the model repository")?;
+    if config.registry.is_some() {
+        // What an earlier run left in the cache may no longer be what the registry says.
+        manager.set_source_ready(false);
+    } else {
+        manager
+            .load_all()
+            .await
+            .context("cannot load the model repository")?;
+    }
     Ok(InferenceService::new(manager, metrics))
+}
+
+/// Follows the registry at `registry_url` (see [`crate::registry_source`]) until `shutdown` is
+/// cancelled. Fails only on a bad URL or an unusable cache directory; an unreachable registry
+/// is retried on every poll.
+pub fn spawn_registry_source(
+    service: &InferenceService,
+    registry_url: &str,
+    config: &ServingConfig,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let client = RegistryClient::new(registry_url)?;
+    let source = RegistrySource::new(
+        client,
+        config.models.clone(),
+        config.cache_dir.clone(),
+        service.manager().clone(),
+        service.metrics_handle(),
+    )
+    .with_context(|| {
+        format!(
+            "cannot use the cache directory {}",
+            config.cache_dir.display()
+        )
+    })?;
+    let every = std::time::Duration::from_secs(config.registry_poll_seconds.max(1));
+    tokio::spawn(source.run(every, shutdown));
+    Ok(())
 }
 
 /// Keeps the loaded models in line with the repository directory, checking every `every`,

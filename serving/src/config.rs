@@ -3,13 +3,14 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{ArgGroup, Parser};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "okla-serving",
     version,
-    about = "KServe V2 model server (gRPC + HTTP) on ONNX Runtime and candle"
+    about = "KServe V2 model server (gRPC + HTTP) on ONNX Runtime and candle",
+    group(ArgGroup::new("source").required(true).args(["model_repository", "registry"]))
 )]
 pub struct ServingConfig {
     /// Address to bind both listeners to.
@@ -22,8 +23,27 @@ pub struct ServingConfig {
     #[arg(long, env = "OKLA_GRPC_PORT", default_value_t = 8001)]
     pub grpc_port: u16,
     /// Directory laid out as `<model>/<version>/model.onnx` (or model.safetensors + config.json).
+    /// Exactly one of this and `--registry` is required.
     #[arg(long, env = "OKLA_MODEL_REPOSITORY")]
-    pub model_repository: PathBuf,
+    pub model_repository: Option<PathBuf>,
+    /// okla-registry to follow, e.g. `http://registry:5000`: each model serves its `champion`
+    /// alias, else its latest Production version, downloaded into `--cache-dir`.
+    #[arg(long, env = "OKLA_REGISTRY_URL")]
+    pub registry: Option<String>,
+    /// Registered models to follow (comma-separated); default: every model that has a
+    /// Production version or a `champion` alias.
+    #[arg(long, env = "OKLA_MODELS", value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Ask the registry for changes every N seconds (at least 1).
+    #[arg(long, env = "OKLA_REGISTRY_POLL_SECONDS", default_value_t = 5)]
+    pub registry_poll_seconds: u64,
+    /// Where versions downloaded from the registry are kept, laid out as a model repository.
+    #[arg(
+        long,
+        env = "OKLA_CACHE_DIR",
+        default_value = "./okla-data/serving-cache"
+    )]
+    pub cache_dir: PathBuf,
     /// Path of ONNX Runtime's shared library (libonnxruntime.so.1.x). Without it, the library
     /// of the `onnxruntime` Python package in ./.venv or in the activated virtualenv
     /// ($VIRTUAL_ENV) is used if found.
@@ -45,6 +65,11 @@ pub struct ServingConfig {
 }
 
 impl ServingConfig {
+    /// The directory the manager loads from: the repository, or the registry's cache.
+    pub fn repository_root(&self) -> &std::path::Path {
+        self.model_repository.as_deref().unwrap_or(&self.cache_dir)
+    }
+
     pub fn instances(&self) -> usize {
         self.instances
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))

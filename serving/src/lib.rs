@@ -1,7 +1,8 @@
 //! `okla-serving`: a KServe V2 model server (gRPC and HTTP, plus TF Serving's REST `:predict`)
 //! on ONNX Runtime and candle.
 //!
-//! Data flows one way: a source (today the model repository directory, `repository`) says which
+//! Data flows one way: a source (the model repository directory, `repository`, or the registry,
+//! `registry_source`, which downloads into a directory laid out the same way) says which
 //! versions to serve; the `manager` loads them through a `backend`, warms them up and swaps them
 //! in; each loaded version has a `batcher` running inference on its own threads; `service` is
 //! the protocol-neutral entry point the `api` modules translate to and from.
@@ -14,6 +15,8 @@ pub mod config;
 pub mod error;
 pub mod manager;
 pub mod metrics;
+pub mod registry_client;
+pub mod registry_source;
 pub mod repository;
 pub mod service;
 pub mod tensor;

@@ -1,4 +1,4 @@
-//! `okla-serving`: loads the model repository and serves V2 gRPC + HTTP until Ctrl-C or SIGTERM.
+//! `okla-serving`: loads the model repository (or follows the registry) and serves V2 gRPC + HTTP until Ctrl-C or SIGTERM.
 
 use clap::Parser;
 use okla_serving::app;
@@ -31,7 +31,9 @@ async fn main() -> anyhow::Result<()> {
     println!("okla-serving grpc listening on {}", grpc.local_addr()?);
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    if config.repository_poll_seconds > 0 {
+    if let Some(registry) = &config.registry {
+        app::spawn_registry_source(&service, registry, &config, shutdown.clone())?;
+    } else if config.repository_poll_seconds > 0 {
         let every = std::time::Duration::from_secs(config.repository_poll_seconds);
         app::spawn_repository_sync(&service, every, shutdown.clone());
     }

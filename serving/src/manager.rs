@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -20,6 +21,7 @@ use crate::error::ServingError;
 use crate::metrics::{Metrics, ModelLabels, RequestTiming, VersionMetrics};
 use crate::repository::{
     DEFAULT_MAX_BATCH_SIZE, ModelConfig, ModelRepository, ModelSource, RepositoryError,
+    VersionPolicy,
 };
 use crate::service::{
     InferRequest, InferResponse, ModelMetadata, RepositoryEntry, VersionSelector,
@@ -80,6 +82,9 @@ pub struct ModelManager {
     admin: tokio::sync::Mutex<()>,
     /// Models unloaded through the API, which repository syncs leave alone.
     unloaded_on_request: std::sync::Mutex<HashSet<String>>,
+    /// False while a remote source (the registry) has not yet said what to serve: an empty
+    /// table then means "not known yet", not "nothing to serve".
+    source_ready: AtomicBool,
 }
 
 impl ModelManager {
@@ -97,6 +102,7 @@ impl ModelManager {
             models: ArcSwap::from_pointee(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
             unloaded_on_request: std::sync::Mutex::new(HashSet::new()),
+            source_ready: AtomicBool::new(true),
         }
     }
 
@@ -239,7 +245,7 @@ impl ModelManager {
         let reusable = current
             .source
             .as_ref()
-            .is_some_and(|loaded| same_except_labels(&loaded.config, &source.config));
+            .is_some_and(|loaded| same_load_settings(&loaded.config, &source.config));
         let mut next = ModelEntry {
             labels: current.labels.clone(),
             ..ModelEntry::default()
@@ -388,10 +394,24 @@ impl ModelManager {
 
     /// Every model the server was asked to serve has a ready version.
     pub fn all_ready(&self) -> bool {
-        self.models
-            .load()
-            .values()
-            .all(|entry| entry.ready_versions().next().is_some())
+        self.source_ready.load(Ordering::Relaxed)
+            && self
+                .models
+                .load()
+                .values()
+                .all(|entry| entry.ready_versions().next().is_some())
+    }
+
+    /// Whether the source has said what to serve; see [`ModelManager::all_ready`].
+    pub fn set_source_ready(&self, ready: bool) {
+        self.source_ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// The model was unloaded through the API, so sources must not bring it back.
+    pub fn is_unloaded_on_request(&self, name: &str) -> bool {
+        self.unloaded_on_request
+            .lock()
+            .is_ok_and(|held_back| held_back.contains(name))
     }
 
     pub fn is_ready(&self, model: &str, selector: &VersionSelector) -> Result<bool, ServingError> {
@@ -577,12 +597,17 @@ enum LoadFailure {
 }
 
 /// Whether two configurations load versions the same way (labels are applied without a reload).
-fn same_except_labels(a: &ModelConfig, b: &ModelConfig) -> bool {
+/// Labels and the version policy only pick among versions; neither changes how a version is
+/// loaded, so a version that serves is kept when only they change (the registry source moves
+/// the policy from `[old]` to `[old, new]` to `[new]` on every rollout).
+fn same_load_settings(a: &ModelConfig, b: &ModelConfig) -> bool {
     ModelConfig {
         labels: BTreeMap::new(),
+        version_policy: VersionPolicy::default(),
         ..a.clone()
     } == ModelConfig {
         labels: BTreeMap::new(),
+        version_policy: VersionPolicy::default(),
         ..b.clone()
     }
 }

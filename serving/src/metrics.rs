@@ -58,6 +58,10 @@ pub struct Metrics {
     pub load_duration: HistogramFamily<ModelLabels>,
     pub load_failures: Family<ModelLabels, Counter>,
     pub loaded_versions: Family<ModelLabels, Gauge>,
+    /// Registry source: versions whose download or checksum check failed.
+    pub download_failures: Family<ModelLabels, Counter>,
+    /// Registry source: polls that could not learn what to serve (registry unreachable).
+    pub registry_poll_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -125,6 +129,18 @@ impl Metrics {
             "Model versions loaded and ready",
             loaded_versions.clone(),
         );
+        let download_failures = Family::default();
+        registry.register(
+            "model_download_failures",
+            "Model versions whose download from the registry or sha256 check failed",
+            download_failures.clone(),
+        );
+        let registry_poll_failures = Counter::default();
+        registry.register(
+            "registry_poll_failures",
+            "Polls of the model registry that failed",
+            registry_poll_failures.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -136,6 +152,8 @@ impl Metrics {
             load_duration,
             load_failures,
             loaded_versions,
+            download_failures,
+            registry_poll_failures,
         }
     }
 

@@ -120,6 +120,11 @@ impl InferenceService {
         &self.metrics
     }
 
+    /// The metrics for a task that outlives this handle (the registry source).
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
     pub fn manager(&self) -> &Arc<ModelManager> {
         &self.manager
     }

@@ -2,6 +2,7 @@
 //! network as users call it (plain HTTP, and the real `tritonclient` Python package).
 
 mod backends;
+mod follow_registry;
 mod grpc;
 mod http;
 mod reload;

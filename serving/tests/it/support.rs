@@ -22,6 +22,15 @@ impl Server {
 
     /// Serves `repository` with extra command-line flags.
     pub(crate) fn start_with(repository: &Path, extra_args: &[&str]) -> Server {
+        let repository = repository.to_str().expect("UTF-8 repository path");
+        let mut args = vec!["--model-repository", repository];
+        args.extend_from_slice(extra_args);
+        Server::start_args(&args)
+    }
+
+    /// Starts the server with exactly these flags besides host and ports (e.g. `--registry`
+    /// without `--model-repository`).
+    pub(crate) fn start_args(args: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_okla-serving"))
             .args([
                 "--host",
@@ -31,9 +40,7 @@ impl Server {
                 "--grpc-port",
                 "0",
             ])
-            .arg("--model-repository")
-            .arg(repository)
-            .args(extra_args)
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()

@@ -1,0 +1,684 @@
+//! The registry source: serving follows okla-registry.
+//!
+//! Every poll asks the registry which version each followed model should serve (its `champion`
+//! alias, else its latest Production version), downloads that version's artifact files into the
+//! cache directory through the artifact proxy, checks every file's sha256 against the one the
+//! registry recorded, and lays the cache out as a model repository (`CACHE/<model>/<version>/`,
+//! `CACHE/<model>/config.toml`), so the manager loads it as it loads any directory.
+//!
+//! A rollout moves the model's version policy from `[old]` to `[old, new]` and, only once the new
+//! version is ready, to `[new]`: a version that fails to download, verify or load never takes the
+//! old one down. Failures are retried with exponential backoff; a registry that cannot be
+//! reached leaves everything as it is.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::manager::ModelManager;
+use crate::metrics::{Metrics, ModelLabels};
+use crate::registry_client::{ClientError, RegisteredModel, RegistryClient};
+use crate::repository::CONFIG_FILE;
+use crate::service::VersionSelector;
+
+/// The alias that names the version to serve, ahead of the Production stage.
+pub const CHAMPION_ALIAS: &str = "champion";
+const PRODUCTION_STAGE: &str = "Production";
+/// Hidden, so the repository scan never takes it for a model.
+const STAGING_DIR: &str = ".staging";
+const ONNX_FILE: &str = "model.onnx";
+const MLMODEL_FILE: &str = "MLmodel";
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LONGEST_RETRY: Duration = Duration::from_secs(300);
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Registry(#[from] ClientError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + '_ {
+    move |source| SourceError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The version the registry says to serve: the `champion` alias if set, else the latest
+/// Production version; `None` if neither exists.
+pub fn aspired_version(model: &RegisteredModel) -> Option<u64> {
+    if let Some(alias) = model.aliases.iter().find(|a| a.alias == CHAMPION_ALIAS) {
+        return alias.version.parse().ok();
+    }
+    model
+        .latest_versions
+        .iter()
+        .filter(|v| v.current_stage.eq_ignore_ascii_case(PRODUCTION_STAGE))
+        .filter_map(|v| v.version.parse::<u64>().ok())
+        .max()
+}
+
+/// The artifact proxy path of a storage location (`mlflow-artifacts:/<path>` or
+/// `mlflow-artifacts://<host>/<path>`); `None` for locations the proxy does not serve.
+pub fn proxied_artifact_path(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("mlflow-artifacts:")?;
+    let path = match rest.strip_prefix("//") {
+        Some(authority_and_path) => authority_and_path.split_once('/').map_or("", |(_, p)| p),
+        None => rest,
+    };
+    let path = path.trim_matches('/');
+    let safe = path
+        .split('/')
+        .all(|part| !part.is_empty() && part != "." && part != "..");
+    (safe && !path.contains(['\\', '\0'])).then(|| path.to_owned())
+}
+
+/// A registry file path as a relative path that stays inside the version directory.
+pub fn safe_relative_path(path: &str) -> Option<PathBuf> {
+    if path.is_empty() || path.starts_with('/') || path.contains(['\\', '\0']) {
+        return None;
+    }
+    let mut relative = PathBuf::new();
+    for part in path.split('/') {
+        if part.is_empty() || part == "." || part == ".." {
+            return None;
+        }
+        relative.push(part);
+    }
+    Some(relative)
+}
+
+/// A model name usable as a directory of the cache (the repository scan's rule).
+fn usable_model_name(name: &str) -> bool {
+    !name.is_empty() && !name.starts_with('.') && !name.contains(['/', '\\', '\0'])
+}
+
+/// The file an MLmodel's `onnx` flavor names (`flavors.onnx.data`). MLmodel is YAML, but the
+/// flavor block mlflow writes is simple `key: value` lines, so no YAML parser is pulled in.
+pub fn onnx_flavor_file(mlmodel: &str) -> Option<String> {
+    let mut in_flavors = false;
+    let mut onnx_indent: Option<usize> = None;
+    for line in mlmodel.lines() {
+        let content = line.trim();
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        if indent == 0 {
+            in_flavors = content == "flavors:";
+            onnx_indent = None;
+            continue;
+        }
+        if !in_flavors {
+            continue;
+        }
+        match onnx_indent {
+            Some(onnx) if indent > onnx => {
+                if let Some(value) = content.strip_prefix("data:") {
+                    let value = value.trim().trim_matches(['"', '\'']);
+                    return (!value.is_empty()).then(|| value.to_owned());
+                }
+            }
+            _ => onnx_indent = (content == "onnx:").then_some(indent),
+        }
+    }
+    None
+}
+
+/// How long to wait before trying a failed version again, after `failures` failures.
+pub fn retry_delay(failures: u32) -> Duration {
+    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
+    FIRST_RETRY.saturating_mul(factor).min(LONGEST_RETRY)
+}
+
+/// `config.toml` serving exactly `versions`.
+fn config_text(versions: &[u64]) -> String {
+    let list: Vec<String> = versions.iter().map(u64::to_string).collect();
+    format!(
+        "# Written by okla-serving from the registry; changes are overwritten.\n\
+         [version_policy]\nspecific = {{ versions = [{}] }}\n",
+        list.join(", ")
+    )
+}
+
+#[derive(Debug, Default)]
+struct Followed {
+    /// The version that serves, alone in the version policy once its rollout finished.
+    serving: Option<u64>,
+    /// The versions `config.toml` names, as last written by this source.
+    configured: Vec<u64>,
+    retry: Option<Retry>,
+}
+
+#[derive(Debug)]
+struct Retry {
+    version: u64,
+    failures: u32,
+    at: Instant,
+}
+
+pub struct RegistrySource {
+    client: RegistryClient,
+    /// Empty: every model that has a version to serve.
+    models: Vec<String>,
+    cache: PathBuf,
+    manager: Arc<ModelManager>,
+    metrics: Arc<Metrics>,
+    followed: HashMap<String, Followed>,
+}
+
+impl RegistrySource {
+    /// Prepares the cache directory; leftovers of an interrupted download are removed.
+    pub fn new(
+        client: RegistryClient,
+        models: Vec<String>,
+        cache: PathBuf,
+        manager: Arc<ModelManager>,
+        metrics: Arc<Metrics>,
+    ) -> Result<RegistrySource, SourceError> {
+        let staging = cache.join(STAGING_DIR);
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
+        }
+        std::fs::create_dir_all(&staging).map_err(io_error(&staging))?;
+        Ok(RegistrySource {
+            client,
+            models,
+            cache,
+            manager,
+            metrics,
+            followed: HashMap::new(),
+        })
+    }
+
+    /// Polls now and then every `every` until `shutdown` is cancelled.
+    pub async fn run(mut self, every: Duration, shutdown: CancellationToken) {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = self.poll() => {}
+            }
+        }
+    }
+
+    /// One round: learn what to serve, download and verify what is missing, roll out.
+    pub async fn poll(&mut self) {
+        let aspired = match self.aspired_versions().await {
+            Ok(aspired) => aspired,
+            Err(err) => {
+                self.metrics.registry_poll_failures.inc();
+                tracing::warn!(error = %err, "cannot reach the model registry; serving what is loaded");
+                return;
+            }
+        };
+        self.drop_unfollowed(&aspired);
+
+        let mut rolling = Vec::new();
+        let mut reload = Vec::new();
+        for (name, version) in &aspired {
+            if self.manager.is_unloaded_on_request(name) {
+                continue;
+            }
+            match self.prepare(name, *version).await {
+                Ok(Prepared::Nothing) => {}
+                Ok(Prepared::Rollout { retry_load }) => {
+                    rolling.push((name.clone(), *version));
+                    if retry_load {
+                        reload.push(name.clone());
+                    }
+                }
+                Err(err) => {
+                    self.metrics
+                        .download_failures
+                        .get_or_create(&ModelLabels {
+                            model: name.clone(),
+                        })
+                        .inc();
+                    let delay = self.schedule_retry(name, *version);
+                    tracing::error!(model = name.as_str(), version, error = %err, retry_in = ?delay,
+                        "cannot download the model version; the previous version keeps serving");
+                }
+            }
+        }
+        self.manager.sync_with_repository().await;
+        for name in reload {
+            // Failures are recorded, logged and counted by the manager.
+            let _ = self.manager.load_model(&name).await;
+        }
+
+        let mut finished = Vec::new();
+        for (name, version) in rolling {
+            let ready = self
+                .manager
+                .is_ready(&name, &VersionSelector::Number(version))
+                .unwrap_or(false);
+            if !ready {
+                let delay = self.schedule_retry(&name, version);
+                tracing::error!(model = name.as_str(), version, retry_in = ?delay,
+                    "model version did not load; the previous version keeps serving");
+                continue;
+            }
+            if let Err(err) = self.write_config(&name, &[version]) {
+                tracing::error!(model = name.as_str(), error = %err, "cannot finish the rollout");
+                continue;
+            }
+            let followed = self.followed.entry(name.clone()).or_default();
+            followed.serving = Some(version);
+            followed.retry = None;
+            finished.push((name, version));
+        }
+        if !finished.is_empty() {
+            self.manager.sync_with_repository().await;
+            for (name, version) in finished {
+                tracing::info!(
+                    model = name.as_str(),
+                    version,
+                    "serving the registry's version"
+                );
+                self.remove_other_versions(&name, version);
+            }
+        }
+        let all_served = aspired.keys().all(|name| {
+            self.followed
+                .get(name)
+                .is_some_and(|followed| followed.serving.is_some())
+        });
+        if all_served {
+            self.manager.set_source_ready(true);
+        }
+    }
+
+    async fn aspired_versions(&self) -> Result<BTreeMap<String, u64>, ClientError> {
+        let models = if self.models.is_empty() {
+            self.client.search_models().await?
+        } else {
+            let mut models = Vec::new();
+            for name in &self.models {
+                match self.client.get_model(name).await? {
+                    Some(model) => models.push(model),
+                    None => tracing::warn!(model = name.as_str(), "model not in the registry"),
+                }
+            }
+            models
+        };
+        let mut aspired = BTreeMap::new();
+        for model in models {
+            if !usable_model_name(&model.name) {
+                tracing::warn!(
+                    model = model.name.as_str(),
+                    "model name cannot be a directory; skipped"
+                );
+                continue;
+            }
+            if let Some(version) = aspired_version(&model) {
+                aspired.insert(model.name, version);
+            }
+        }
+        Ok(aspired)
+    }
+
+    /// Models with nothing to serve any more leave the cache; the next sync unloads them.
+    fn drop_unfollowed(&mut self, aspired: &BTreeMap<String, u64>) {
+        let Ok(entries) = std::fs::read_dir(&self.cache) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with('.') || aspired.contains_key(&name) || !entry.path().is_dir() {
+                continue;
+            }
+            // Renamed out of sight first, so a scan never sees half a model.
+            let trash = self
+                .cache
+                .join(STAGING_DIR)
+                .join(format!("removed-{name}-{}", std::process::id()));
+            match std::fs::rename(entry.path(), &trash) {
+                Ok(()) => {
+                    tracing::info!(
+                        model = name.as_str(),
+                        "model no longer served by the registry"
+                    );
+                    if let Err(err) = std::fs::remove_dir_all(&trash) {
+                        tracing::warn!(path = %trash.display(), error = %err, "cannot remove");
+                    }
+                    self.followed.remove(&name);
+                }
+                Err(err) => tracing::warn!(model = name.as_str(), error = %err, "cannot remove"),
+            }
+        }
+    }
+
+    async fn prepare(&mut self, name: &str, version: u64) -> Result<Prepared, SourceError> {
+        let followed = self.followed.entry(name.to_owned()).or_default();
+        if followed.serving == Some(version) {
+            if followed.configured == [version] {
+                return Ok(Prepared::Nothing);
+            }
+            // Back to the serving version while another rollout was failing.
+            followed.retry = None;
+            self.write_config(name, &[version])?;
+            return Ok(Prepared::Rollout { retry_load: false });
+        }
+        if let Some(retry) = &followed.retry
+            && retry.version == version
+            && Instant::now() < retry.at
+        {
+            return Ok(Prepared::Nothing);
+        }
+        let previous = followed.serving;
+        let retrying = followed
+            .retry
+            .as_ref()
+            .is_some_and(|r| r.version == version);
+        self.materialise(name, version).await?;
+        let versions: Vec<u64> = previous.into_iter().chain([version]).collect();
+        let same_config = self.write_config(name, &versions)?;
+        // An unchanged directory is not reloaded by the sync, so a failed load is retried here.
+        Ok(Prepared::Rollout {
+            retry_load: retrying && same_config,
+        })
+    }
+
+    fn schedule_retry(&mut self, name: &str, version: u64) -> Duration {
+        let followed = self.followed.entry(name.to_owned()).or_default();
+        let failures = match &followed.retry {
+            Some(retry) if retry.version == version => retry.failures + 1,
+            _ => 1,
+        };
+        let delay = retry_delay(failures);
+        followed.retry = Some(Retry {
+            version,
+            failures,
+            at: Instant::now() + delay,
+        });
+        delay
+    }
+
+    /// Puts the version's files at `CACHE/<name>/<version>/` unless already there. A version
+    /// directory only ever appears whole and verified (renamed from staging), so one that
+    /// exists is not downloaded again.
+    async fn materialise(&self, name: &str, version: u64) -> Result<(), SourceError> {
+        let target = self.cache.join(name).join(version.to_string());
+        if target.is_dir() {
+            return Ok(());
+        }
+        let uri = self.client.download_uri(name, version).await?;
+        let artifact_path = proxied_artifact_path(&uri).ok_or_else(|| {
+            SourceError::Invalid(format!(
+                "artifacts at '{uri}' are not served by the registry's artifact proxy"
+            ))
+        })?;
+        let files = self.client.version_files(name, version).await?;
+        if files.is_empty() {
+            return Err(SourceError::Invalid(format!(
+                "the registry records no files for model '{name}' version {version}"
+            )));
+        }
+        let staging = self
+            .cache
+            .join(STAGING_DIR)
+            .join(format!("{name}-{version}"));
+        if staging.exists() {
+            tokio::fs::remove_dir_all(&staging)
+                .await
+                .map_err(io_error(&staging))?;
+        }
+        let result = self
+            .download_into(&staging, &artifact_path, &files)
+            .await
+            .and_then(|()| place_onnx_file(&staging));
+        let result = match result {
+            Ok(()) => {
+                let model_dir = self.cache.join(name);
+                tokio::fs::create_dir_all(&model_dir)
+                    .await
+                    .map_err(io_error(&model_dir))?;
+                tokio::fs::rename(&staging, &target)
+                    .await
+                    .map_err(io_error(&target))
+            }
+            Err(err) => Err(err),
+        };
+        if result.is_err() {
+            let _ = tokio::fs::remove_dir_all(&staging).await;
+        }
+        result
+    }
+
+    async fn download_into(
+        &self,
+        staging: &Path,
+        artifact_path: &str,
+        files: &[crate::registry_client::VersionFile],
+    ) -> Result<(), SourceError> {
+        for file in files {
+            let relative = safe_relative_path(&file.path).ok_or_else(|| {
+                SourceError::Invalid(format!("unsafe artifact file path '{}'", file.path))
+            })?;
+            let dest = staging.join(relative);
+            if let Some(parent) = dest.parent() {
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(io_error(parent))?;
+            }
+            let url = self.client.artifact_url(artifact_path, &file.path);
+            let (size, sha256) = self.client.download(url, &dest).await?;
+            if size != file.size || !sha256.eq_ignore_ascii_case(&file.sha256) {
+                return Err(SourceError::Invalid(format!(
+                    "{} does not match the registry's record: {size} bytes with sha256 {sha256}, expected {} bytes with sha256 {}",
+                    file.path, file.size, file.sha256
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `config.toml` (atomically) naming `versions`; returns whether it was unchanged.
+    fn write_config(&mut self, name: &str, versions: &[u64]) -> Result<bool, SourceError> {
+        let model_dir = self.cache.join(name);
+        let path = model_dir.join(CONFIG_FILE);
+        let text = config_text(versions);
+        let unchanged = std::fs::read_to_string(&path).is_ok_and(|current| current == text);
+        if !unchanged {
+            std::fs::create_dir_all(&model_dir).map_err(io_error(&model_dir))?;
+            let temporary = model_dir.join(format!(".{CONFIG_FILE}.tmp"));
+            std::fs::write(&temporary, &text).map_err(io_error(&temporary))?;
+            std::fs::rename(&temporary, &path).map_err(io_error(&path))?;
+        }
+        self.followed.entry(name.to_owned()).or_default().configured = versions.to_vec();
+        Ok(unchanged)
+    }
+
+    /// Version directories the manager no longer serves; their sessions hold what they need.
+    fn remove_other_versions(&self, name: &str, keep: u64) {
+        let model_dir = self.cache.join(name);
+        let Ok(entries) = std::fs::read_dir(&model_dir) else {
+            return;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let is_other_version = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|v| v != keep);
+            if is_other_version
+                && entry.path().is_dir()
+                && let Err(err) = std::fs::remove_dir_all(entry.path())
+            {
+                tracing::warn!(path = %entry.path().display(), error = %err, "cannot remove");
+            }
+        }
+    }
+}
+
+enum Prepared {
+    Nothing,
+    /// `config.toml` now names the aspired version; `retry_load`: load it again although the
+    /// directory did not change (an earlier load failed).
+    Rollout {
+        retry_load: bool,
+    },
+}
+
+/// The ONNX backend loads `model.onnx`; an mlflow `onnx` flavor may name its file otherwise.
+fn place_onnx_file(dir: &Path) -> Result<(), SourceError> {
+    let onnx = dir.join(ONNX_FILE);
+    let mlmodel = dir.join(MLMODEL_FILE);
+    if onnx.exists() || !mlmodel.is_file() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(&mlmodel).map_err(io_error(&mlmodel))?;
+    let Some(data) = onnx_flavor_file(&text) else {
+        return Ok(());
+    };
+    let source = safe_relative_path(&data)
+        .map(|relative| dir.join(relative))
+        .filter(|path| path.is_file())
+        .ok_or_else(|| {
+            SourceError::Invalid(format!(
+                "MLmodel names '{data}' as the ONNX file, which the version does not hold"
+            ))
+        })?;
+    std::fs::hard_link(&source, &onnx)
+        .or_else(|_| std::fs::copy(&source, &onnx).map(|_| ()))
+        .map_err(io_error(&onnx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry_client::{Alias, StagedVersion};
+
+    fn model(stages: &[(&str, &str)], aliases: &[(&str, &str)]) -> RegisteredModel {
+        RegisteredModel {
+            name: "pricing".to_owned(),
+            latest_versions: stages
+                .iter()
+                .map(|(version, stage)| StagedVersion {
+                    version: (*version).to_owned(),
+                    current_stage: (*stage).to_owned(),
+                })
+                .collect(),
+            aliases: aliases
+                .iter()
+                .map(|(alias, version)| Alias {
+                    alias: (*alias).to_owned(),
+                    version: (*version).to_owned(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn champion_wins_over_production() {
+        assert_eq!(aspired_version(&model(&[], &[])), None);
+        assert_eq!(
+            aspired_version(&model(&[("1", "Staging"), ("2", "Archived")], &[])),
+            None
+        );
+        assert_eq!(
+            aspired_version(&model(&[("3", "Production"), ("4", "Staging")], &[])),
+            Some(3)
+        );
+        assert_eq!(
+            aspired_version(&model(
+                &[("3", "Production")],
+                &[("challenger", "4"), ("champion", "2")]
+            )),
+            Some(2)
+        );
+        assert_eq!(
+            aspired_version(&model(&[("3", "Production")], &[("challenger", "4")])),
+            Some(3)
+        );
+    }
+
+    #[test]
+    fn storage_locations_map_to_proxy_paths() {
+        assert_eq!(
+            proxied_artifact_path("mlflow-artifacts:/1/models/m-abc/artifacts").as_deref(),
+            Some("1/models/m-abc/artifacts")
+        );
+        assert_eq!(
+            proxied_artifact_path("mlflow-artifacts://registry:5000/1/run/artifacts/model/")
+                .as_deref(),
+            Some("1/run/artifacts/model")
+        );
+        assert_eq!(proxied_artifact_path("s3://bucket/1/model"), None);
+        assert_eq!(proxied_artifact_path("mlflow-artifacts:/1/../../etc"), None);
+        assert_eq!(proxied_artifact_path("mlflow-artifacts:/"), None);
+    }
+
+    #[test]
+    fn file_paths_stay_inside_the_version() {
+        assert_eq!(
+            safe_relative_path("data/model.onnx"),
+            Some(PathBuf::from("data").join("model.onnx"))
+        );
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "a\\b",
+            "./a",
+        ] {
+            assert_eq!(safe_relative_path(bad), None, "{bad}");
+        }
+        assert!(!usable_model_name("../x"));
+        assert!(!usable_model_name(".staging"));
+        assert!(usable_model_name("pricing-v2"));
+    }
+
+    #[test]
+    fn mlmodel_onnx_flavor_names_the_file() {
+        let mlmodel = "artifact_path: model\nflavors:\n  python_function:\n    data: ignored.onnx\n    loader_module: mlflow.onnx\n  onnx:\n    code: null\n    data: model.onnx\n    onnx_version: 1.17.0\nmlflow_version: 3.1.0\n";
+        assert_eq!(onnx_flavor_file(mlmodel).as_deref(), Some("model.onnx"));
+        assert_eq!(
+            onnx_flavor_file("flavors:\n  onnx:\n    data: 'custom.onnx'\n").as_deref(),
+            Some("custom.onnx")
+        );
+        assert_eq!(
+            onnx_flavor_file("flavors:\n  sklearn:\n    pickled_model: model.pkl\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn retries_back_off_exponentially_up_to_a_cap() {
+        assert_eq!(retry_delay(1), Duration::from_secs(1));
+        assert_eq!(retry_delay(2), Duration::from_secs(2));
+        assert_eq!(retry_delay(4), Duration::from_secs(8));
+        assert_eq!(retry_delay(40), LONGEST_RETRY);
+    }
+
+    #[test]
+    fn config_names_exactly_the_versions() {
+        let config: crate::repository::ModelConfig = toml::from_str(&config_text(&[2, 3])).unwrap();
+        assert_eq!(
+            config.version_policy,
+            crate::repository::VersionPolicy::Specific {
+                versions: vec![2, 3]
+            }
+        );
+    }
+}

@@ -1,0 +1,345 @@
+//! Serving follows okla-registry (`--registry`): a real registry in-process (SQLite, local
+//! artifacts), models logged and promoted with the official mlflow client, and the built
+//! okla-serving binary downloading, verifying and rolling out versions while requests run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use okla_registry::app::{self, AppState};
+use okla_registry::config::RegistryConfig;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::support::{Server, example_models, run_python};
+
+/// okla-registry serving on a loopback port until dropped.
+struct Registry {
+    url: String,
+    artifacts: PathBuf,
+    shutdown: CancellationToken,
+    _directory: tempfile::TempDir,
+}
+
+impl Registry {
+    async fn start(listener: TcpListener) -> Registry {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let database = format!("sqlite:///{}", directory.path().join("okla.db").display());
+        let artifacts = directory.path().join("artifacts");
+        let config =
+            RegistryConfig::for_test(&database, artifacts.to_str().expect("UTF-8 temp path"));
+        let state = AppState::open(&config, &HashMap::new())
+            .await
+            .expect("registry opens its stores");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let shutdown = CancellationToken::new();
+        tokio::spawn(app::serve(state, listener, shutdown.clone()));
+        Registry {
+            url,
+            artifacts,
+            shutdown,
+            _directory: directory,
+        }
+    }
+
+    /// Logs the pricing ONNX model with the mlflow client, registers it as `model` and moves
+    /// it to `target` (`--stage Production` or `--alias champion`); returns the version.
+    async fn register(&self, model: &str, target: [&str; 2]) -> u64 {
+        let onnx = example_models().join("pricing/1/model.onnx");
+        self.register_file(model, &onnx, target, &[]).await
+    }
+
+    async fn register_file(
+        &self,
+        model: &str,
+        file: &Path,
+        target: [&str; 2],
+        extra: &[&str],
+    ) -> u64 {
+        let mut args: Vec<String> = [
+            self.url.as_str(),
+            model,
+            file.to_str().expect("UTF-8 path"),
+            target[0],
+            target[1],
+        ]
+        .iter()
+        .map(|arg| (*arg).to_owned())
+        .collect();
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        let stdout = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_python("register_onnx_model.py", &args)
+        })
+        .await
+        .expect("python task");
+        stdout
+            .lines()
+            .last()
+            .and_then(|line| line.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no version number in\n{stdout}"))
+    }
+
+    /// Where the registry's local artifact store keeps `file` of a version.
+    async fn stored_file(&self, model: &str, version: u64, file: &str) -> PathBuf {
+        let answer: Value = reqwest::Client::new()
+            .get(format!(
+                "{}/api/2.0/mlflow/model-versions/get-download-uri",
+                self.url
+            ))
+            .query(&[("name", model), ("version", &version.to_string())])
+            .send()
+            .await
+            .expect("registry answers")
+            .json()
+            .await
+            .expect("JSON");
+        let uri = answer["artifact_uri"].as_str().expect("artifact_uri");
+        let path = uri
+            .strip_prefix("mlflow-artifacts:/")
+            .unwrap_or_else(|| panic!("unexpected storage location {uri}"));
+        self.artifacts.join(path).join(file)
+    }
+
+    async fn set_alias(&self, model: &str, alias: &str, version: u64) {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "{}/api/2.0/mlflow/registered-models/alias",
+                self.url
+            ))
+            .json(&json!({"name": model, "alias": alias, "version": version.to_string()}))
+            .send()
+            .await
+            .expect("registry answers");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn serve_registry(registry: &str, cache: &Path) -> Server {
+    Server::start_args(&[
+        "--registry",
+        registry,
+        "--registry-poll-seconds",
+        "1",
+        "--cache-dir",
+        cache.to_str().expect("UTF-8 temp path"),
+    ])
+}
+
+async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn status(client: &reqwest::Client, url: String) -> StatusCode {
+    client
+        .get(url)
+        .send()
+        .await
+        .map_or(StatusCode::BAD_GATEWAY, |response| response.status())
+}
+
+/// The value of a counter in the server's /metrics, 0 if absent.
+async fn counter(client: &reqwest::Client, server: &Server, series: &str) -> f64 {
+    let text = client
+        .get(format!("{}/metrics", server.http))
+        .send()
+        .await
+        .expect("metrics answer")
+        .text()
+        .await
+        .expect("metrics text");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serving_follows_champion_and_refuses_a_corrupt_version() {
+    let registry = Registry::start(
+        TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback port"),
+    )
+    .await;
+    let v1 = registry
+        .register("pricing", ["--stage", "Production"])
+        .await;
+    assert_eq!(v1, 1);
+
+    let cache = tempfile::tempdir().expect("temporary directory");
+    let server = serve_registry(&registry.url, cache.path());
+    let client = reqwest::Client::new();
+    wait_until("the Production version serves", || async {
+        status(&client, format!("{}/v2/models/pricing/ready", server.http)).await == StatusCode::OK
+    })
+    .await;
+    assert_eq!(
+        status(&client, format!("{}/v2/health/ready", server.http)).await,
+        StatusCode::OK
+    );
+    assert!(cache.path().join("pricing/1/model.onnx").is_file());
+    assert!(cache.path().join("pricing/1/MLmodel").is_file());
+    let versions = || async {
+        let url = format!("{}/v2/models/pricing", server.http);
+        let metadata: Value = client
+            .get(url)
+            .send()
+            .await
+            .expect("server answers")
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        metadata["versions"].clone()
+    };
+    assert_eq!(versions().await, json!(["1"]));
+
+    // Requests run the whole time; none may fail while versions change.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (answered, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let traffic = {
+        let (client, url) = (
+            client.clone(),
+            format!("{}/v2/models/pricing/infer", server.http),
+        );
+        let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
+        tokio::spawn(async move {
+            let body = json!({"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP32",
+                "data": [3, 2019, 60000, 1.6, 0, 1, 4, 12]}]});
+            while !stop.load(Ordering::Relaxed) {
+                match client.post(&url).json(&body).send().await {
+                    Ok(response) if response.status() == StatusCode::OK => {
+                        answered.fetch_add(1, Ordering::Relaxed)
+                    }
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+        })
+    };
+
+    // The champion alias wins over the Production stage.
+    let v2 = registry.register("pricing", ["--alias", "champion"]).await;
+    assert_eq!(v2, 2);
+    wait_until("version 2 replaces version 1", || async {
+        versions().await == json!(["2"])
+    })
+    .await;
+    wait_until("version 1 leaves the cache", || async {
+        !cache.path().join("pricing/1").exists()
+    })
+    .await;
+
+    // A version whose stored bytes no longer match the registry's sha256 is refused.
+    let v3 = registry.register("pricing", ["--stage", "Staging"]).await;
+    assert_eq!(v3, 3);
+    let stored = registry.stored_file("pricing", v3, "model.onnx").await;
+    assert!(stored.is_file(), "{} is stored", stored.display());
+    std::fs::write(&stored, b"not the registered bytes").expect("corrupt the stored artifact");
+    let failures = "okla_serving_model_download_failures_total{model=\"pricing\"}";
+    assert_eq!(counter(&client, &server, failures).await, 0.0);
+    registry.set_alias("pricing", "champion", v3).await;
+    wait_until("the corrupt version is refused", || async {
+        counter(&client, &server, failures).await >= 1.0
+    })
+    .await;
+    // Retried with backoff, and refused again each time; version 2 keeps serving.
+    wait_until("the corrupt version is retried", || async {
+        counter(&client, &server, failures).await >= 2.0
+    })
+    .await;
+    assert_eq!(versions().await, json!(["2"]));
+    assert!(!cache.path().join("pricing/3").exists());
+
+    // A version that verifies but does not load is refused too, and retried.
+    let garbage = cache.path().join("garbage.onnx");
+    std::fs::write(&garbage, b"not an ONNX model").expect("write a garbage file");
+    let load_failures = "okla_serving_model_load_failures_total{model=\"pricing\"}";
+    let v4 = registry
+        .register_file(
+            "pricing",
+            &garbage,
+            ["--alias", "champion"],
+            &["--as-plain-artifact"],
+        )
+        .await;
+    assert_eq!(v4, 4);
+    wait_until("the unloadable version fails and is retried", || async {
+        counter(&client, &server, load_failures).await >= 2.0
+    })
+    .await;
+    assert_eq!(versions().await, json!(["2"]));
+
+    stop.store(true, Ordering::Relaxed);
+    traffic.await.expect("traffic task");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "requests failed while following the registry"
+    );
+    assert!(answered.load(Ordering::Relaxed) > 0);
+
+    // Moving the champion back to a good version rolls out again.
+    registry.set_alias("pricing", "champion", v1).await;
+    wait_until("version 1 serves again", || async {
+        versions().await == json!(["1"])
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_starts_unready_while_the_registry_is_unreachable() {
+    // A port nobody listens on yet; the registry comes up there later.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("loopback port")
+        .local_addr()
+        .expect("bound")
+        .port();
+    let cache = tempfile::tempdir().expect("temporary directory");
+    let server = serve_registry(&format!("http://127.0.0.1:{port}"), cache.path());
+    let client = reqwest::Client::new();
+    assert_eq!(
+        status(&client, format!("{}/v2/health/live", server.http)).await,
+        StatusCode::OK
+    );
+    wait_until("a failed poll is counted", || async {
+        counter(
+            &client,
+            &server,
+            "okla_serving_registry_poll_failures_total",
+        )
+        .await
+            >= 1.0
+    })
+    .await;
+    assert_ne!(
+        status(&client, format!("{}/v2/health/ready", server.http)).await,
+        StatusCode::OK
+    );
+
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("the port is still free");
+    let _registry = Registry::start(listener).await;
+    wait_until("the server is ready once the registry answers", || async {
+        status(&client, format!("{}/v2/health/ready", server.http)).await == StatusCode::OK
+    })
+    .await;
+}
