@@ -4,9 +4,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use okla_registry::app::{self, AppState};
 use okla_registry::config::RegistryConfig;
@@ -15,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Server, example_models, run_python};
+use crate::support::{Server, Traffic, example_models, run_python, wait_until};
 
 /// okla-registry serving on a loopback port until dropped.
 struct Registry {
@@ -136,18 +133,6 @@ fn serve_registry(registry: &str, cache: &Path) -> Server {
     ])
 }
 
-async fn wait_until<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn status(client: &reqwest::Client, url: String) -> StatusCode {
     client
         .get(url)
@@ -212,27 +197,7 @@ async fn serving_follows_champion_and_refuses_a_corrupt_version() {
     assert_eq!(versions().await, json!(["1"]));
 
     // Requests run the whole time; none may fail while versions change.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (answered, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let traffic = {
-        let (client, url) = (
-            client.clone(),
-            format!("{}/v2/models/pricing/infer", server.http),
-        );
-        let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
-        tokio::spawn(async move {
-            let body = json!({"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP32",
-                "data": [3, 2019, 60000, 1.6, 0, 1, 4, 12]}]});
-            while !stop.load(Ordering::Relaxed) {
-                match client.post(&url).json(&body).send().await {
-                    Ok(response) if response.status() == StatusCode::OK => {
-                        answered.fetch_add(1, Ordering::Relaxed)
-                    }
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        })
-    };
+    let traffic = Traffic::start(&client, format!("{}/v2/models/pricing/infer", server.http));
 
     // The champion alias wins over the Production stage.
     let v2 = registry.register("pricing", ["--alias", "champion"]).await;
@@ -286,14 +251,9 @@ async fn serving_follows_champion_and_refuses_a_corrupt_version() {
     .await;
     assert_eq!(versions().await, json!(["2"]));
 
-    stop.store(true, Ordering::Relaxed);
-    traffic.await.expect("traffic task");
-    assert_eq!(
-        failed.load(Ordering::Relaxed),
-        0,
-        "requests failed while following the registry"
-    );
-    assert!(answered.load(Ordering::Relaxed) > 0);
+    let (answered, failed) = traffic.finish().await;
+    assert_eq!(failed, 0, "requests failed while following the registry");
+    assert!(answered > 0);
 
     // Moving the champion back to a good version rolls out again.
     registry.set_alias("pricing", "champion", v1).await;

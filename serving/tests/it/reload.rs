@@ -3,14 +3,12 @@
 //! API stays unloaded, and requests are answered throughout.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Server, example_models};
+use crate::support::{Server, Traffic, example_models, wait_until};
 
 /// Places `pricing`'s model file as `<model>/<version>` in one rename, so the poller never
 /// sees a half-written version directory.
@@ -25,18 +23,6 @@ fn publish_version(repository: &Path, model: &str, version: u64) {
     std::fs::create_dir_all(repository.join(model)).expect("model directory");
     std::fs::rename(&staging, repository.join(model).join(version.to_string()))
         .expect("publish the version");
-}
-
-async fn wait_until<F, Fut>(what: &str, mut condition: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn get(client: &reqwest::Client, url: String) -> (StatusCode, Value) {
@@ -58,27 +44,7 @@ async fn repository_changes_are_served_without_failing_requests() {
     assert_eq!(versions_of("pricing").await, json!(["1"]));
 
     // Requests run the whole time; none may fail while versions come and go.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (answered, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let traffic = {
-        let (client, url) = (
-            client.clone(),
-            format!("{}/v2/models/pricing/infer", server.http),
-        );
-        let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
-        tokio::spawn(async move {
-            let body = json!({"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP32",
-                "data": [3, 2019, 60000, 1.6, 0, 1, 4, 12]}]});
-            while !stop.load(Ordering::Relaxed) {
-                match client.post(&url).json(&body).send().await {
-                    Ok(response) if response.status() == StatusCode::OK => {
-                        answered.fetch_add(1, Ordering::Relaxed)
-                    }
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
-                };
-            }
-        })
-    };
+    let traffic = Traffic::start(&client, format!("{}/v2/models/pricing/infer", server.http));
 
     publish_version(repository.path(), "pricing", 2);
     wait_until("version 2 replaces version 1", || async {
@@ -100,14 +66,9 @@ async fn repository_changes_are_served_without_failing_requests() {
     })
     .await;
 
-    stop.store(true, Ordering::Relaxed);
-    traffic.await.expect("traffic task");
-    assert_eq!(
-        failed.load(Ordering::Relaxed),
-        0,
-        "requests failed during reloads"
-    );
-    assert!(answered.load(Ordering::Relaxed) > 0);
+    let (answered, failed) = traffic.finish().await;
+    assert_eq!(failed, 0, "requests failed during reloads");
+    assert!(answered > 0);
 
     // An unload through the API sticks although the directory is still there.
     let unload = client

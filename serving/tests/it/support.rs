@@ -3,7 +3,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
 
 /// An `okla-serving` process on ephemeral ports, killed when dropped.
 pub(crate) struct Server {
@@ -114,4 +119,65 @@ pub(crate) fn run_python(script: &str, args: &[&str]) -> String {
         "{script} failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
     );
     stdout
+}
+
+/// Polls `condition` every 100 ms, failing the test after 60 s.
+pub(crate) async fn wait_until<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Closed-loop V2 infer calls on the pricing model, counting answers and failures, until
+/// [`Traffic::finish`]: what must see no failure while versions come and go.
+pub(crate) struct Traffic {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Traffic {
+    pub(crate) fn start(client: &reqwest::Client, infer_url: String) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (answered, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let task = {
+            let client = client.clone();
+            let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
+            tokio::spawn(async move {
+                let body = json!({"inputs": [{"name": "features", "shape": [1, 8],
+                    "datatype": "FP32", "data": [3, 2019, 60000, 1.6, 0, 1, 4, 12]}]});
+                while !stop.load(Ordering::Relaxed) {
+                    match client.post(&infer_url).json(&body).send().await {
+                        Ok(response) if response.status() == StatusCode::OK => {
+                            answered.fetch_add(1, Ordering::Relaxed)
+                        }
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        };
+        Traffic {
+            stop,
+            answered,
+            failed,
+            task,
+        }
+    }
+
+    /// Stops the calls and returns (answered, failed).
+    pub(crate) async fn finish(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("traffic task");
+        (
+            self.answered.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+        )
+    }
 }
