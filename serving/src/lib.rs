@@ -4,8 +4,9 @@
 //! Data flows one way: a source (the model repository directory, `repository`, or the registry,
 //! `registry_source`, which downloads into a directory laid out the same way) says which
 //! versions to serve; the `manager` loads them through a `backend`, warms them up and swaps them
-//! in; each loaded version has a `batcher` running inference on its own threads; `service` is
-//! the protocol-neutral entry point the `api` modules translate to and from.
+//! in; each loaded version has a `batcher` running inference on its own threads; `router` splits
+//! a model's traffic between its versions under a registry deployment; `service` is the
+//! protocol-neutral entry point the `api` modules translate to and from.
 
 pub mod api;
 pub mod app;
@@ -18,5 +19,6 @@ pub mod metrics;
 pub mod registry_client;
 pub mod registry_source;
 pub mod repository;
+pub mod router;
 pub mod service;
 pub mod tensor;

@@ -6,11 +6,15 @@
 //! ones keep serving, and the old ones leave the table only in the same swap that makes the new
 //! one visible (availability-preserving, as TF Serving does). A version that fails to load is kept
 //! as `Failed` with its error, and its model's other versions keep serving.
+//!
+//! A model may also have a [`Routing`] (set by the registry source from the model's deployment),
+//! in its own `ArcSwap` map: a request that names no version goes to the version the router
+//! picks, and a copy of it to the deployment's shadow version in the background.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -18,11 +22,12 @@ use arc_swap::ArcSwap;
 use crate::backend::{Backend, BackendError, Model};
 use crate::batcher::{BatchSettings, Batcher};
 use crate::error::ServingError;
-use crate::metrics::{Metrics, ModelLabels, RequestTiming, VersionMetrics};
+use crate::metrics::{Metrics, ModelLabels, RequestTiming, ShadowLabels, VersionMetrics};
 use crate::repository::{
     DEFAULT_MAX_BATCH_SIZE, ModelConfig, ModelRepository, ModelSource, RepositoryError,
     VersionPolicy,
 };
+use crate::router::{Routing, random_u64};
 use crate::service::{
     InferRequest, InferResponse, ModelMetadata, RepositoryEntry, VersionSelector,
 };
@@ -72,12 +77,35 @@ impl ModelEntry {
 
 type ModelTable = HashMap<String, Arc<ModelEntry>>;
 
+/// Shadow copies of one model's requests that may run at once; more are dropped, so a slow
+/// shadow version can never pile up work (or memory) behind the answers that matter.
+pub const MAX_SHADOW_IN_FLIGHT: usize = 64;
+
+/// A model's routing and the shadow copies it has in flight.
+struct ModelRouting {
+    routing: Routing,
+    shadow_in_flight: AtomicUsize,
+}
+
+type RoutingTable = HashMap<String, Arc<ModelRouting>>;
+
+/// Gives back a shadow slot however the shadow task ends.
+struct ShadowSlot(Arc<ModelRouting>);
+
+impl Drop for ShadowSlot {
+    fn drop(&mut self) {
+        self.0.shadow_in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 pub struct ModelManager {
     repository: ModelRepository,
     backends: Vec<Arc<dyn Backend>>,
     settings: ManagerSettings,
     metrics: Arc<Metrics>,
     models: ArcSwap<ModelTable>,
+    /// Deployments of the models that have one; models without one serve their latest version.
+    routings: ArcSwap<RoutingTable>,
     /// Serialises loads and unloads; requests never take it.
     admin: tokio::sync::Mutex<()>,
     /// Models unloaded through the API, which repository syncs leave alone.
@@ -100,6 +128,7 @@ impl ModelManager {
             settings,
             metrics,
             models: ArcSwap::from_pointee(HashMap::new()),
+            routings: ArcSwap::from_pointee(HashMap::new()),
             admin: tokio::sync::Mutex::new(()),
             unloaded_on_request: std::sync::Mutex::new(HashSet::new()),
             source_ready: AtomicBool::new(true),
@@ -392,6 +421,47 @@ impl ModelManager {
             .set(ready);
     }
 
+    /// Sets (or, with `None`, clears) how a model's unversioned requests are routed. The caller
+    /// makes sure every version the routing names is ready first.
+    pub fn set_routing(&self, model: &str, routing: Option<Routing>) {
+        let current = self.routings.load();
+        if current.get(model).map(|entry| &entry.routing) == routing.as_ref() {
+            return;
+        }
+        let mut table = RoutingTable::clone(&current);
+        match routing {
+            Some(routing) => {
+                table.insert(
+                    model.to_owned(),
+                    Arc::new(ModelRouting {
+                        routing,
+                        shadow_in_flight: AtomicUsize::new(0),
+                    }),
+                );
+            }
+            None => {
+                table.remove(model);
+            }
+        }
+        self.routings.store(Arc::new(table));
+    }
+
+    /// The model's routing, if it has one.
+    pub fn routing(&self, model: &str) -> Option<Routing> {
+        self.routings
+            .load()
+            .get(model)
+            .map(|entry| entry.routing.clone())
+    }
+
+    /// The header (lower case) whose value keeps a client on one version of the model.
+    pub fn sticky_header(&self, model: &str) -> Option<String> {
+        self.routings
+            .load()
+            .get(model)
+            .and_then(|entry| entry.routing.sticky_header.clone())
+    }
+
     /// Every model the server was asked to serve has a ready version.
     pub fn all_ready(&self) -> bool {
         self.source_ready.load(Ordering::Relaxed)
@@ -553,7 +623,24 @@ impl ModelManager {
         &self,
         request: InferRequest,
     ) -> Result<(InferResponse, RequestTiming, Arc<LoadedVersion>), ServingError> {
-        let loaded = self.resolve(&request.model, &request.version)?;
+        let routed = match request.version {
+            VersionSelector::Latest => self.routings.load().get(&request.model).cloned(),
+            _ => None,
+        };
+        let loaded = match &routed {
+            Some(routed) => {
+                let version = routed
+                    .routing
+                    .pick(request.routing_key.as_deref(), random_u64());
+                // A routing only goes live once its versions are ready, but a version can fail
+                // or be unloaded through the API afterwards; the latest ready one still answers.
+                self.resolve(&request.model, &VersionSelector::Number(version))
+                    .or_else(|_| self.resolve(&request.model, &VersionSelector::Latest))?
+            }
+            None => self.resolve(&request.model, &request.version)?,
+        };
+        let shadow = routed.and_then(|routed| self.shadow_target(&request.model, routed, &loaded));
+        let shadow_inputs = shadow.as_ref().map(|_| request.inputs.clone());
         let (inputs, rows) = check_inputs(
             &request.model,
             loaded.model.as_ref(),
@@ -562,6 +649,11 @@ impl ModelManager {
         )?;
         let selected = select_outputs(&request.model, loaded.model.as_ref(), &request.outputs)?;
         let output = loaded.batcher.submit(inputs, rows).await?;
+        if let (Some((slot, target)), Some(inputs)) = (shadow, shadow_inputs) {
+            let metrics = self.metrics.clone();
+            let model = request.model.clone();
+            tokio::spawn(run_shadow(slot, target, model, inputs, metrics));
+        }
         let timing = RequestTiming {
             rows,
             total: Duration::ZERO,
@@ -588,6 +680,72 @@ impl ModelManager {
             loaded,
         ))
     }
+}
+
+impl ModelManager {
+    /// The shadow version a routed request is copied to, with a slot reserved for the copy;
+    /// `None` when there is no shadow, it is the version that answers, it is not ready, or too
+    /// many copies are in flight (counted as dropped).
+    fn shadow_target(
+        &self,
+        model: &str,
+        routed: Arc<ModelRouting>,
+        answering: &LoadedVersion,
+    ) -> Option<(ShadowSlot, Arc<LoadedVersion>)> {
+        let version = routed.routing.shadow?;
+        if version == answering.version {
+            return None;
+        }
+        let target = self
+            .resolve(model, &VersionSelector::Number(version))
+            .ok()?;
+        if routed.shadow_in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_SHADOW_IN_FLIGHT {
+            drop(ShadowSlot(routed));
+            count_shadow(&self.metrics, model, version, "dropped");
+            return None;
+        }
+        Some((ShadowSlot(routed), target))
+    }
+}
+
+/// Runs a shadow copy of a request; its answer is discarded and only its outcome counted.
+async fn run_shadow(
+    slot: ShadowSlot,
+    target: Arc<LoadedVersion>,
+    model: String,
+    inputs: Vec<Tensor>,
+    metrics: Arc<Metrics>,
+) {
+    let result = match check_inputs(
+        &model,
+        target.model.as_ref(),
+        inputs,
+        &target.batcher.settings(),
+    ) {
+        Ok((inputs, rows)) => target.batcher.submit(inputs, rows).await.map(|_| ()),
+        Err(err) => Err(err),
+    };
+    drop(slot);
+    let status = match result {
+        Ok(()) => "ok",
+        Err(err) => {
+            tracing::debug!(model = model.as_str(), version = target.version, error = %err,
+                "shadow request failed");
+            "error"
+        }
+    };
+    count_shadow(&metrics, &model, target.version, status);
+}
+
+fn count_shadow(metrics: &Metrics, model: &str, version: u64, status: &'static str) {
+    metrics
+        .shadow_requests
+        .get_or_create(&ShadowLabels {
+            model: model.to_owned(),
+            version: version.to_string(),
+            status,
+        })
+        .inc();
 }
 
 enum LoadFailure {

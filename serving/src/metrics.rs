@@ -32,6 +32,14 @@ pub struct VersionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    pub model: String,
+    pub version: String,
+    /// `ok`, `error`, or `dropped` (too many shadow copies in flight).
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ModelLabels {
     pub model: String,
 }
@@ -62,6 +70,8 @@ pub struct Metrics {
     pub download_failures: Family<ModelLabels, Counter>,
     /// Registry source: polls that could not learn what to serve (registry unreachable).
     pub registry_poll_failures: Counter,
+    /// Copies of routed requests sent to a deployment's shadow version, by outcome.
+    pub shadow_requests: Family<ShadowLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -141,6 +151,12 @@ impl Metrics {
             "Polls of the model registry that failed",
             registry_poll_failures.clone(),
         );
+        let shadow_requests = Family::default();
+        registry.register(
+            "shadow_requests",
+            "Copies of requests sent to a deployment's shadow version, by outcome",
+            shadow_requests.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -154,6 +170,7 @@ impl Metrics {
             loaded_versions,
             download_failures,
             registry_poll_failures,
+            shadow_requests,
         }
     }
 

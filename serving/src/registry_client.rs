@@ -60,6 +60,43 @@ pub struct Alias {
     pub version: String,
 }
 
+/// A model's effective deployment as `GET /api/okla/v1/deployments/{model}` answers it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Deployment {
+    /// `explicit`, `champion`, `production` or `none`.
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub revision: i64,
+    #[serde(default)]
+    pub routes: Vec<DeploymentRoute>,
+    #[serde(default)]
+    pub sticky: Option<DeploymentSticky>,
+    #[serde(default)]
+    pub shadow: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeploymentRoute {
+    pub version: i64,
+    pub weight: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeploymentSticky {
+    pub routing_key_header: String,
+}
+
+/// What the deployments endpoint said about one model.
+#[derive(Debug)]
+pub enum DeploymentAnswer {
+    Found(Deployment),
+    /// The registry does not know the model.
+    NoModel,
+    /// The registry predates deployments: the route itself does not exist.
+    Unsupported,
+}
+
 /// One artifact file of a model version, as recorded when the version was created.
 #[derive(Debug, Clone, Deserialize)]
 pub struct VersionFile {
@@ -169,6 +206,44 @@ impl RegistryClient {
         let url = self.url(["api", "2.0", "mlflow", "registered-models", "get"]);
         let answer: Option<Answer> = self.get_json(url, &[("name", name)]).await?;
         Ok(answer.map(|answer| answer.registered_model))
+    }
+
+    /// The model's effective deployment (okla-native). A 404 with the registry's JSON error
+    /// body means the model is unknown; any other 404 comes from a registry without the route.
+    pub async fn get_deployment(&self, name: &str) -> Result<DeploymentAnswer, ClientError> {
+        #[derive(Deserialize)]
+        struct Answer {
+            deployment: Deployment,
+        }
+        #[derive(Deserialize)]
+        struct ErrorBody {
+            error_code: String,
+        }
+        let url = self.url(["api", "okla", "v1", "deployments", name]);
+        let shown = url.to_string();
+        let http_error = |source| ClientError::Http {
+            url: shown.clone(),
+            source,
+        };
+        let response = self
+            .http
+            .get(url)
+            .timeout(CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(http_error)?;
+        if response.status() == StatusCode::NOT_FOUND {
+            let body = response.bytes().await.map_err(http_error)?;
+            return Ok(match serde_json::from_slice::<ErrorBody>(&body) {
+                Ok(error) if error.error_code == "RESOURCE_DOES_NOT_EXIST" => {
+                    DeploymentAnswer::NoModel
+                }
+                _ => DeploymentAnswer::Unsupported,
+            });
+        }
+        let response = check_status(&shown, response).await?;
+        let answer: Answer = response.json().await.map_err(http_error)?;
+        Ok(DeploymentAnswer::Found(answer.deployment))
     }
 
     /// Where a version's artifacts are stored, e.g. `mlflow-artifacts:/1/models/m-…/artifacts`.

@@ -1,15 +1,18 @@
 //! The registry source: serving follows okla-registry.
 //!
-//! Every poll asks the registry which version each followed model should serve (its `champion`
-//! alias, else its latest Production version), downloads that version's artifact files into the
-//! cache directory through the artifact proxy, checks every file's sha256 against the one the
+//! Every poll asks the registry for each followed model's effective deployment (its explicit
+//! one: weighted routes, sticky routing, a shadow; else its `champion` alias, else its latest
+//! Production version, at 100%; a registry without deployments gets the champion/Production
+//! rule applied here), downloads the artifact files of every version the deployment needs into
+//! the cache directory through the artifact proxy, checks every file's sha256 against the one the
 //! registry recorded, and lays the cache out as a model repository (`CACHE/<model>/<version>/`,
 //! `CACHE/<model>/config.toml`), so the manager loads it as it loads any directory.
 //!
-//! A rollout moves the model's version policy from `[old]` to `[old, new]` and, only once the new
-//! version is ready, to `[new]`: a version that fails to download, verify or load never takes the
-//! old one down. Failures are retried with exponential backoff; a registry that cannot be
-//! reached leaves everything as it is.
+//! A rollout moves the model's version policy from `[old…]` to `[old… ∪ new…]` and, only once
+//! every new version is ready, switches the model's [`Routing`] and the policy to `[new…]`
+//! together: a version that fails to download, verify or load never takes the old deployment
+//! down. Failures are retried with exponential backoff; a registry that cannot be reached leaves
+//! everything as it is.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -20,8 +23,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::manager::ModelManager;
 use crate::metrics::{Metrics, ModelLabels};
-use crate::registry_client::{ClientError, RegisteredModel, RegistryClient};
+use crate::registry_client::{
+    ClientError, Deployment, DeploymentAnswer, RegisteredModel, RegistryClient,
+};
 use crate::repository::CONFIG_FILE;
+use crate::router::Routing;
 use crate::service::VersionSelector;
 
 /// The alias that names the version to serve, ahead of the Production stage.
@@ -66,6 +72,44 @@ pub fn aspired_version(model: &RegisteredModel) -> Option<u64> {
         .filter(|v| v.current_stage.eq_ignore_ascii_case(PRODUCTION_STAGE))
         .filter_map(|v| v.version.parse::<u64>().ok())
         .max()
+}
+
+/// The routing a registry deployment asks for; `Ok(None)` when it serves nothing (`none`).
+pub fn deployment_routing(deployment: &Deployment) -> Result<Option<Routing>, String> {
+    if deployment.source == "none" || deployment.routes.is_empty() {
+        return Ok(None);
+    }
+    let version = |number: i64, field: &str| {
+        u64::try_from(number)
+            .ok()
+            .filter(|&version| version > 0)
+            .ok_or_else(|| format!("{field} {number} is not a version number"))
+    };
+    let routes = deployment
+        .routes
+        .iter()
+        .map(|route| {
+            let weight = u32::try_from(route.weight)
+                .map_err(|_| format!("route weight {} is out of range", route.weight))?;
+            Ok((version(route.version, "route version")?, weight))
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    if routes.iter().all(|&(_, weight)| weight == 0) {
+        return Err("every route has weight 0".to_owned());
+    }
+    let shadow = deployment
+        .shadow
+        .map(|shadow| version(shadow, "shadow version"))
+        .transpose()?;
+    Ok(Some(Routing {
+        revision: deployment.revision,
+        routes,
+        sticky_header: deployment
+            .sticky
+            .as_ref()
+            .map(|sticky| sticky.routing_key_header.to_ascii_lowercase()),
+        shadow,
+    }))
 }
 
 /// The artifact proxy path of a storage location (`mlflow-artifacts:/<path>` or
@@ -153,8 +197,9 @@ fn config_text(versions: &[u64]) -> String {
 
 #[derive(Debug, Default)]
 struct Followed {
-    /// The version that serves, alone in the version policy once its rollout finished.
-    serving: Option<u64>,
+    /// The routing that serves; its versions alone are in the version policy once its rollout
+    /// finished.
+    serving: Option<Routing>,
     /// The versions `config.toml` names, as last written by this source.
     configured: Vec<u64>,
     retry: Option<Retry>,
@@ -162,7 +207,8 @@ struct Followed {
 
 #[derive(Debug)]
 struct Retry {
-    version: u64,
+    /// The versions of the deployment whose rollout failed.
+    versions: Vec<u64>,
     failures: u32,
     at: Instant,
 }
@@ -231,14 +277,15 @@ impl RegistrySource {
 
         let mut rolling = Vec::new();
         let mut reload = Vec::new();
-        for (name, version) in &aspired {
+        for (name, routing) in &aspired {
             if self.manager.is_unloaded_on_request(name) {
                 continue;
             }
-            match self.prepare(name, *version).await {
+            let versions = routing.versions();
+            match self.prepare(name, routing).await {
                 Ok(Prepared::Nothing) => {}
                 Ok(Prepared::Rollout { retry_load }) => {
-                    rolling.push((name.clone(), *version));
+                    rolling.push((name.clone(), routing.clone()));
                     if retry_load {
                         reload.push(name.clone());
                     }
@@ -250,9 +297,9 @@ impl RegistrySource {
                             model: name.clone(),
                         })
                         .inc();
-                    let delay = self.schedule_retry(name, *version);
-                    tracing::error!(model = name.as_str(), version, error = %err, retry_in = ?delay,
-                        "cannot download the model version; the previous version keeps serving");
+                    let delay = self.schedule_retry(name, &versions);
+                    tracing::error!(model = name.as_str(), ?versions, error = %err, retry_in = ?delay,
+                        "cannot download the deployment's versions; the previous deployment keeps serving");
                 }
             }
         }
@@ -263,35 +310,47 @@ impl RegistrySource {
         }
 
         let mut finished = Vec::new();
-        for (name, version) in rolling {
-            let ready = self
-                .manager
-                .is_ready(&name, &VersionSelector::Number(version))
-                .unwrap_or(false);
-            if !ready {
-                let delay = self.schedule_retry(&name, version);
-                tracing::error!(model = name.as_str(), version, retry_in = ?delay,
-                    "model version did not load; the previous version keeps serving");
+        for (name, routing) in rolling {
+            let versions = routing.versions();
+            let unready: Vec<u64> = versions
+                .iter()
+                .copied()
+                .filter(|&version| {
+                    !self
+                        .manager
+                        .is_ready(&name, &VersionSelector::Number(version))
+                        .unwrap_or(false)
+                })
+                .collect();
+            if !unready.is_empty() {
+                let delay = self.schedule_retry(&name, &versions);
+                tracing::error!(model = name.as_str(), ?unready, retry_in = ?delay,
+                    "model versions did not load; the previous deployment keeps serving");
                 continue;
             }
-            if let Err(err) = self.write_config(&name, &[version]) {
+            // Every version of the new routing is ready and the old ones still are, so the
+            // switch drops no request; the old versions go in the sync below.
+            self.manager.set_routing(&name, Some(routing.clone()));
+            if let Err(err) = self.write_config(&name, &versions) {
                 tracing::error!(model = name.as_str(), error = %err, "cannot finish the rollout");
                 continue;
             }
             let followed = self.followed.entry(name.clone()).or_default();
-            followed.serving = Some(version);
+            followed.serving = Some(routing.clone());
             followed.retry = None;
-            finished.push((name, version));
+            finished.push((name, routing));
         }
         if !finished.is_empty() {
             self.manager.sync_with_repository().await;
-            for (name, version) in finished {
+            for (name, routing) in finished {
                 tracing::info!(
                     model = name.as_str(),
-                    version,
-                    "serving the registry's version"
+                    revision = routing.revision,
+                    routes = ?routing.routes,
+                    shadow = ?routing.shadow,
+                    "serving the registry's deployment"
                 );
-                self.remove_other_versions(&name, version);
+                self.remove_other_versions(&name, &routing.versions());
             }
         }
         let all_served = aspired.keys().all(|name| {
@@ -304,7 +363,8 @@ impl RegistrySource {
         }
     }
 
-    async fn aspired_versions(&self) -> Result<BTreeMap<String, u64>, ClientError> {
+    /// What each followed model should serve, by name.
+    async fn aspired_versions(&self) -> Result<BTreeMap<String, Routing>, ClientError> {
         let models = if self.models.is_empty() {
             self.client.search_models().await?
         } else {
@@ -326,15 +386,32 @@ impl RegistrySource {
                 );
                 continue;
             }
-            if let Some(version) = aspired_version(&model) {
-                aspired.insert(model.name, version);
+            let routing = match self.client.get_deployment(&model.name).await? {
+                DeploymentAnswer::Found(deployment) => match deployment_routing(&deployment) {
+                    Ok(routing) => routing,
+                    Err(err) => {
+                        // Keep what serves rather than drop the model for a deployment this
+                        // server cannot read.
+                        tracing::error!(model = model.name.as_str(), error = %err,
+                            "unusable deployment; the current one keeps serving");
+                        self.followed
+                            .get(&model.name)
+                            .and_then(|followed| followed.serving.clone())
+                    }
+                },
+                // Deleted between the listing and this call: nothing to serve.
+                DeploymentAnswer::NoModel => None,
+                DeploymentAnswer::Unsupported => aspired_version(&model).map(Routing::single),
+            };
+            if let Some(routing) = routing {
+                aspired.insert(model.name, routing);
             }
         }
         Ok(aspired)
     }
 
     /// Models with nothing to serve any more leave the cache; the next sync unloads them.
-    fn drop_unfollowed(&mut self, aspired: &BTreeMap<String, u64>) {
+    fn drop_unfollowed(&mut self, aspired: &BTreeMap<String, Routing>) {
         let Ok(entries) = std::fs::read_dir(&self.cache) else {
             return;
         };
@@ -360,52 +437,71 @@ impl RegistrySource {
                         tracing::warn!(path = %trash.display(), error = %err, "cannot remove");
                     }
                     self.followed.remove(&name);
+                    self.manager.set_routing(&name, None);
                 }
                 Err(err) => tracing::warn!(model = name.as_str(), error = %err, "cannot remove"),
             }
         }
     }
 
-    async fn prepare(&mut self, name: &str, version: u64) -> Result<Prepared, SourceError> {
+    async fn prepare(&mut self, name: &str, routing: &Routing) -> Result<Prepared, SourceError> {
+        let versions = routing.versions();
         let followed = self.followed.entry(name.to_owned()).or_default();
-        if followed.serving == Some(version) {
-            if followed.configured == [version] {
+        if let Some(serving) = &followed.serving
+            && serving.versions() == versions
+        {
+            if serving != routing {
+                // Same versions, already loaded: only the split changes, at once.
+                tracing::info!(model = name, revision = routing.revision, routes = ?routing.routes,
+                    shadow = ?routing.shadow, "deployment changed; routing switched");
+                self.manager.set_routing(name, Some(routing.clone()));
+                followed.serving = Some(routing.clone());
+            }
+            if followed.configured == versions {
                 return Ok(Prepared::Nothing);
             }
-            // Back to the serving version while another rollout was failing.
+            // Back to the serving deployment while another rollout was failing.
             followed.retry = None;
-            self.write_config(name, &[version])?;
+            self.write_config(name, &versions)?;
             return Ok(Prepared::Rollout { retry_load: false });
         }
         if let Some(retry) = &followed.retry
-            && retry.version == version
+            && retry.versions == versions
             && Instant::now() < retry.at
         {
             return Ok(Prepared::Nothing);
         }
-        let previous = followed.serving;
+        let previous = followed
+            .serving
+            .as_ref()
+            .map(Routing::versions)
+            .unwrap_or_default();
         let retrying = followed
             .retry
             .as_ref()
-            .is_some_and(|r| r.version == version);
-        self.materialise(name, version).await?;
-        let versions: Vec<u64> = previous.into_iter().chain([version]).collect();
-        let same_config = self.write_config(name, &versions)?;
+            .is_some_and(|r| r.versions == versions);
+        for &version in &versions {
+            self.materialise(name, version).await?;
+        }
+        let mut both: Vec<u64> = previous.into_iter().chain(versions).collect();
+        both.sort_unstable();
+        both.dedup();
+        let same_config = self.write_config(name, &both)?;
         // An unchanged directory is not reloaded by the sync, so a failed load is retried here.
         Ok(Prepared::Rollout {
             retry_load: retrying && same_config,
         })
     }
 
-    fn schedule_retry(&mut self, name: &str, version: u64) -> Duration {
+    fn schedule_retry(&mut self, name: &str, versions: &[u64]) -> Duration {
         let followed = self.followed.entry(name.to_owned()).or_default();
         let failures = match &followed.retry {
-            Some(retry) if retry.version == version => retry.failures + 1,
+            Some(retry) if retry.versions == versions => retry.failures + 1,
             _ => 1,
         };
         let delay = retry_delay(failures);
         followed.retry = Some(Retry {
-            version,
+            versions: versions.to_vec(),
             failures,
             at: Instant::now() + delay,
         });
@@ -508,7 +604,7 @@ impl RegistrySource {
     }
 
     /// Version directories the manager no longer serves; their sessions hold what they need.
-    fn remove_other_versions(&self, name: &str, keep: u64) {
+    fn remove_other_versions(&self, name: &str, keep: &[u64]) {
         let model_dir = self.cache.join(name);
         let Ok(entries) = std::fs::read_dir(&model_dir) else {
             return;
@@ -518,7 +614,7 @@ impl RegistrySource {
                 .file_name()
                 .to_str()
                 .and_then(|n| n.parse::<u64>().ok())
-                .is_some_and(|v| v != keep);
+                .is_some_and(|v| !keep.contains(&v));
             if is_other_version
                 && entry.path().is_dir()
                 && let Err(err) = std::fs::remove_dir_all(entry.path())
@@ -531,7 +627,7 @@ impl RegistrySource {
 
 enum Prepared {
     Nothing,
-    /// `config.toml` now names the aspired version; `retry_load`: load it again although the
+    /// `config.toml` now names the aspired versions; `retry_load`: load it again although the
     /// directory did not change (an earlier load failed).
     Rollout {
         retry_load: bool,
@@ -609,6 +705,46 @@ mod tests {
             aspired_version(&model(&[("3", "Production")], &[("challenger", "4")])),
             Some(3)
         );
+    }
+
+    fn deployment(source: &str, routes: &[(i64, i64)], shadow: Option<i64>) -> Deployment {
+        Deployment {
+            source: source.to_owned(),
+            revision: 3,
+            routes: routes
+                .iter()
+                .map(
+                    |&(version, weight)| crate::registry_client::DeploymentRoute {
+                        version,
+                        weight,
+                    },
+                )
+                .collect(),
+            sticky: Some(crate::registry_client::DeploymentSticky {
+                routing_key_header: "X-User-Id".to_owned(),
+            }),
+            shadow,
+        }
+    }
+
+    #[test]
+    fn deployments_become_routings() {
+        let routing = deployment_routing(&deployment("explicit", &[(1, 90), (2, 10)], Some(3)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(routing.routes, vec![(1, 90), (2, 10)]);
+        assert_eq!(routing.sticky_header.as_deref(), Some("x-user-id"));
+        assert_eq!(routing.versions(), vec![1, 2, 3]);
+        assert_eq!(routing.revision, 3);
+        assert_eq!(deployment_routing(&deployment("none", &[], None)), Ok(None));
+        for bad in [
+            deployment("explicit", &[(0, 100)], None),
+            deployment("explicit", &[(1, -5), (2, 105)], None),
+            deployment("explicit", &[(1, 0)], None),
+            deployment("explicit", &[(1, 100)], Some(-1)),
+        ] {
+            assert!(deployment_routing(&bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -66,6 +66,9 @@ pub struct InferRequest {
     /// Output names to return; empty means every output.
     pub outputs: Vec<String>,
     pub protocol: Protocol,
+    /// Keeps a client on one version of a model with a sticky deployment: the value of the
+    /// deployment's routing-key header, or the V2 request parameter `routing_key`.
+    pub routing_key: Option<String>,
 }
 
 #[derive(Debug)]
@@ -166,6 +169,11 @@ impl InferenceService {
 
     pub async fn infer(&self, request: InferRequest) -> Result<InferResponse, ServingError> {
         self.manager.infer(request, &self.metrics).await
+    }
+
+    /// The header (lower case) that carries the routing key of the model's sticky deployment.
+    pub fn sticky_header(&self, model: &str) -> Option<String> {
+        self.manager.sticky_header(model)
     }
 
     pub fn repository_index(&self, ready_only: bool) -> Vec<RepositoryEntry> {

@@ -108,7 +108,8 @@ impl GrpcInferenceService for GrpcApi {
         &self,
         request: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
-        let response = infer(&self.service, request.into_inner()).await?;
+        let routing_key = routing_key_metadata(&self.service, &request);
+        let response = infer(&self.service, request.into_inner(), routing_key).await?;
         Ok(Response::new(response))
     }
 
@@ -117,15 +118,19 @@ impl GrpcInferenceService for GrpcApi {
         request: Request<tonic::Streaming<pb::ModelInferRequest>>,
     ) -> Result<Response<BoxStream<pb::ModelStreamInferResponse>>, Status> {
         let service = self.service.clone();
+        // Stream messages carry no metadata of their own: the call's metadata applies to all.
+        let metadata = request.metadata().clone();
         let responses = request
             .into_inner()
             .map(move |message| {
                 let service = service.clone();
+                let metadata = metadata.clone();
                 async move {
                     // A bad request on a stream is reported in its response and the stream goes
                     // on, as Triton does; only a broken stream itself ends it.
                     let request = message?;
-                    Ok(match infer(&service, request).await {
+                    let routing_key = routing_key_from(&service, &request.model_name, &metadata);
+                    Ok(match infer(&service, request, routing_key).await {
                         Ok(response) => pb::ModelStreamInferResponse {
                             error_message: String::new(),
                             infer_response: Some(response),
@@ -189,10 +194,46 @@ impl GrpcInferenceService for GrpcApi {
 async fn infer(
     service: &InferenceService,
     request: pb::ModelInferRequest,
+    routing_key: Option<String>,
 ) -> Result<pb::ModelInferResponse, Status> {
-    let (request, form) = decode_request(request)?;
+    let (mut request, form) = decode_request(request)?;
+    // The sticky header wins over the request parameter, as over REST.
+    if routing_key.is_some() {
+        request.routing_key = routing_key;
+    }
     let response = service.infer(request).await?;
     Ok(encode_response(response, form))
+}
+
+/// The V2 request parameter `routing_key`, when it is a string.
+fn routing_key_parameter(
+    parameters: &std::collections::HashMap<String, pb::InferParameter>,
+) -> Option<String> {
+    match parameters.get("routing_key")?.parameter_choice.as_ref()? {
+        pb::infer_parameter::ParameterChoice::StringParam(key) => Some(key.clone()),
+        _ => None,
+    }
+}
+
+fn routing_key_metadata(
+    service: &InferenceService,
+    request: &Request<pb::ModelInferRequest>,
+) -> Option<String> {
+    routing_key_from(service, &request.get_ref().model_name, request.metadata())
+}
+
+/// The value of the model's sticky routing-key header in the call's metadata (gRPC metadata
+/// keys are lower case, as the registry stores the header name).
+fn routing_key_from(
+    service: &InferenceService,
+    model: &str,
+    metadata: &tonic::metadata::MetadataMap,
+) -> Option<String> {
+    let name = service.sticky_header(model)?;
+    metadata
+        .get(name.as_str())
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
 }
 
 fn tensor_metadata(spec: &TensorSpec) -> pb::model_metadata_response::TensorMetadata {
@@ -234,6 +275,7 @@ fn decode_request(
         inputs: wire_inputs,
         outputs: wire_outputs,
         raw_input_contents,
+        parameters,
         ..
     } = request;
     let form = if raw_input_contents.is_empty() {
@@ -263,6 +305,7 @@ fn decode_request(
             inputs,
             outputs,
             protocol: Protocol::Grpc,
+            routing_key: routing_key_parameter(&parameters),
         },
         form,
     ))

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::api::json::{self, BinaryStrings};
-use crate::api::v2::body_rejection;
+use crate::api::v2::{body_rejection, routing_key_header};
 use crate::error::ServingError;
 use crate::service::{InferRequest, InferenceService, Protocol, VersionSelector};
 use crate::tensor::{DataType, Tensor, TensorSpec};
@@ -212,13 +212,14 @@ fn model_metadata(service: &InferenceService, target: &Target) -> Result<Respons
 async fn post_model(
     State(service): State<InferenceService>,
     Path(rest): Path<String>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let body = match body {
         Ok(body) => body,
         Err(rejection) => return body_rejection(rejection),
     };
-    match predict(&service, &rest, &body).await {
+    match predict(&service, &rest, &headers, &body).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -244,6 +245,7 @@ enum Format {
 async fn predict(
     service: &InferenceService,
     rest: &str,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ServingError> {
     let target = parse_path(rest, true)?;
@@ -284,6 +286,7 @@ async fn predict(
             ));
         }
     };
+    let routing_key = routing_key_header(service, &target.model, headers);
     let response = service
         .infer(InferRequest {
             model: target.model,
@@ -292,6 +295,7 @@ async fn predict(
             inputs,
             outputs: Vec::new(),
             protocol: Protocol::TfServing,
+            routing_key,
         })
         .await?;
     Ok(json_response(encode_predict(&response.outputs, format)?))

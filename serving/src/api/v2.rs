@@ -279,6 +279,10 @@ struct InferBody {
 struct RequestParameters {
     #[serde(default)]
     binary_data_output: Option<bool>,
+    /// Keeps the client on one version of a sticky deployment; a string. Other types are
+    /// ignored rather than refused, as Triton ignores parameters it does not know.
+    #[serde(default)]
+    routing_key: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -327,6 +331,7 @@ struct DecodedInfer {
     binary_outputs: Vec<bool>,
     /// Applies to every output when none are named.
     binary_default: bool,
+    routing_key: Option<String>,
 }
 
 /// Splits a request body into its JSON header and binary tail using Triton's header.
@@ -433,10 +438,12 @@ fn decode_infer(headers: &HeaderMap, body: &[u8]) -> Result<DecodedInfer, Servin
             tail.len()
         )));
     }
-    let binary_default = request
-        .parameters
-        .and_then(|parameters| parameters.binary_data_output)
-        .unwrap_or(false);
+    let parameters = request.parameters.unwrap_or_default();
+    let binary_default = parameters.binary_data_output.unwrap_or(false);
+    let routing_key = match parameters.routing_key {
+        Some(serde_json::Value::String(key)) => Some(key),
+        _ => None,
+    };
     let requested = request.outputs.unwrap_or_default();
     let mut outputs = Vec::with_capacity(requested.len());
     let mut binary_outputs = Vec::with_capacity(requested.len());
@@ -463,6 +470,7 @@ fn decode_infer(headers: &HeaderMap, body: &[u8]) -> Result<DecodedInfer, Servin
         outputs,
         binary_outputs,
         binary_default,
+        routing_key,
     })
 }
 
@@ -584,6 +592,7 @@ async fn run_infer(
     };
     // The decoded tensors own their data, so the request body can go before inference runs.
     drop(body);
+    let routing_key = routing_key_header(&service, &model, &headers).or(decoded.routing_key);
     let request = InferRequest {
         model,
         version,
@@ -591,11 +600,26 @@ async fn run_infer(
         inputs: decoded.inputs,
         outputs: decoded.outputs,
         protocol: Protocol::Http,
+        routing_key,
     };
     match service.infer(request).await {
         Ok(response) => encode_infer(&response, &decoded.binary_outputs, decoded.binary_default),
         Err(err) => err.into_response(),
     }
+}
+
+/// The value of the model's sticky routing-key header, if it has one and the request carries
+/// it. `HeaderMap` lookups ignore case, as header names do.
+pub(crate) fn routing_key_header(
+    service: &InferenceService,
+    model: &str,
+    headers: &HeaderMap,
+) -> Option<String> {
+    let name = service.sticky_header(model)?;
+    headers
+        .get(name.as_str())
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
 }
 
 #[cfg(test)]

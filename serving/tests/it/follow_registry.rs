@@ -15,15 +15,15 @@ use tokio_util::sync::CancellationToken;
 use crate::support::{Server, Traffic, example_models, run_python, wait_until};
 
 /// okla-registry serving on a loopback port until dropped.
-struct Registry {
-    url: String,
+pub(crate) struct Registry {
+    pub(crate) url: String,
     artifacts: PathBuf,
     shutdown: CancellationToken,
     _directory: tempfile::TempDir,
 }
 
 impl Registry {
-    async fn start(listener: TcpListener) -> Registry {
+    pub(crate) async fn start(listener: TcpListener) -> Registry {
         let directory = tempfile::tempdir().expect("temporary directory");
         let database = format!("sqlite:///{}", directory.path().join("okla.db").display());
         let artifacts = directory.path().join("artifacts");
@@ -45,7 +45,7 @@ impl Registry {
 
     /// Logs the pricing ONNX model with the mlflow client, registers it as `model` and moves
     /// it to `target` (`--stage Production` or `--alias champion`); returns the version.
-    async fn register(&self, model: &str, target: [&str; 2]) -> u64 {
+    pub(crate) async fn register(&self, model: &str, target: [&str; 2]) -> u64 {
         let onnx = example_models().join("pricing/1/model.onnx");
         self.register_file(model, &onnx, target, &[]).await
     }
@@ -122,7 +122,7 @@ impl Drop for Registry {
     }
 }
 
-fn serve_registry(registry: &str, cache: &Path) -> Server {
+pub(crate) fn serve_registry(registry: &str, cache: &Path) -> Server {
     Server::start_args(&[
         "--registry",
         registry,
@@ -142,7 +142,7 @@ async fn status(client: &reqwest::Client, url: String) -> StatusCode {
 }
 
 /// The value of a counter in the server's /metrics, 0 if absent.
-async fn counter(client: &reqwest::Client, server: &Server, series: &str) -> f64 {
+pub(crate) async fn counter(client: &reqwest::Client, server: &Server, series: &str) -> f64 {
     let text = client
         .get(format!("{}/metrics", server.http))
         .send()

@@ -6,5 +6,6 @@ mod follow_registry;
 mod grpc;
 mod http;
 mod reload;
+mod routing;
 mod startup;
 mod support;
