@@ -140,29 +140,41 @@ impl RegistryClient {
         url
     }
 
-    async fn get_json<T: serde::de::DeserializeOwned>(
+    /// Sends a GET with the call timeout; returns the URL as shown in errors and the response.
+    async fn get(
         &self,
         url: Url,
         query: &[(&str, &str)],
-    ) -> Result<Option<T>, ClientError> {
+    ) -> Result<(String, reqwest::Response), ClientError> {
         let shown = url.to_string();
-        let http_error = |source| ClientError::Http {
-            url: shown.clone(),
-            source,
-        };
-        let response = self
+        match self
             .http
             .get(url)
             .query(query)
             .timeout(CALL_TIMEOUT)
             .send()
             .await
-            .map_err(http_error)?;
+        {
+            Ok(response) => Ok((shown, response)),
+            Err(source) => Err(ClientError::Http { url: shown, source }),
+        }
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        url: Url,
+        query: &[(&str, &str)],
+    ) -> Result<Option<T>, ClientError> {
+        let (shown, response) = self.get(url, query).await?;
         if response.status() == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         let response = check_status(&shown, response).await?;
-        response.json().await.map(Some).map_err(http_error)
+        response
+            .json()
+            .await
+            .map(Some)
+            .map_err(|source| ClientError::Http { url: shown, source })
     }
 
     /// Every registered model, all pages.
@@ -220,18 +232,11 @@ impl RegistryClient {
             error_code: String,
         }
         let url = self.url(["api", "okla", "v1", "deployments", name]);
-        let shown = url.to_string();
+        let (shown, response) = self.get(url, &[]).await?;
         let http_error = |source| ClientError::Http {
             url: shown.clone(),
             source,
         };
-        let response = self
-            .http
-            .get(url)
-            .timeout(CALL_TIMEOUT)
-            .send()
-            .await
-            .map_err(http_error)?;
         if response.status() == StatusCode::NOT_FOUND {
             let body = response.bytes().await.map_err(http_error)?;
             return Ok(match serde_json::from_slice::<ErrorBody>(&body) {
