@@ -110,12 +110,14 @@ impl RunningRegistry {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        self.request(method, &format!("api/2.0/mlflow/{path}"), body)
+            .await
+    }
+
+    async fn request(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
         let response = self
             .client
-            .request(
-                method,
-                format!("{}/api/2.0/mlflow/{path}", self.process.url),
-            )
+            .request(method, format!("{}/{path}", self.process.url))
             .header("x-okla-actor", "ci")
             .json(&body)
             .send()
@@ -129,6 +131,12 @@ impl RunningRegistry {
 
     async fn post(&self, path: &str, body: Value) -> Value {
         self.call(reqwest::Method::POST, path, body).await
+    }
+
+    /// Sets `model`'s explicit deployment (`PUT /api/okla/v1/deployments/{model}`).
+    async fn put_deployment(&self, model: &str, body: Value) -> Value {
+        let path = format!("api/okla/v1/deployments/{model}");
+        self.request(reqwest::Method::PUT, &path, body).await
     }
 
     /// The okla-native events feed, all of it.
@@ -202,48 +210,81 @@ impl Drop for Proxy {
     }
 }
 
+/// A test consumer on one queue, acking each delivery it hands out.
+struct QueueConsumer {
+    connection: Connection,
+    consumer: lapin::Consumer,
+    queue: String,
+}
+
+impl QueueConsumer {
+    /// Starts consuming `queue`, waiting up to 20 s for the relay to declare it.
+    async fn open(amqp_url: &str, queue: &str) -> QueueConsumer {
+        let connection = Connection::connect(amqp_url, ConnectionProperties::default())
+            .await
+            .expect("test consumer connects");
+        // The relay declares the queues once it has connected, which may be after the test's
+        // first changes; a consume on a missing queue closes its channel, so each attempt gets a
+        // new one.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        let consumer = loop {
+            let channel = connection.create_channel().await.expect("channel");
+            match channel
+                .basic_consume(
+                    queue.into(),
+                    "okla-test".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+            {
+                Ok(consumer) => break consumer,
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => panic!("{queue} was not declared by the relay within 20 s: {err}"),
+            }
+        };
+        QueueConsumer {
+            connection,
+            consumer,
+            queue: queue.to_owned(),
+        }
+    }
+
+    /// The next delivery (acked), or `None` if none arrives within `wait`.
+    async fn next_within(&mut self, wait: Duration) -> Option<lapin::message::Delivery> {
+        let delivery = tokio::time::timeout(wait, self.consumer.next())
+            .await
+            .ok()?
+            .unwrap_or_else(|| panic!("consumer stream on {} closed", self.queue))
+            .expect("delivery");
+        delivery.ack(BasicAckOptions::default()).await.expect("ack");
+        Some(delivery)
+    }
+
+    async fn close(self) {
+        let _ = self.connection.close(200, "done".into()).await;
+    }
+}
+
 /// Consumes `count` messages from `queue` (acking each), failing after 20 s without one.
 async fn consume(amqp_url: &str, queue: &str, count: usize) -> Vec<lapin::message::Delivery> {
-    let connection = Connection::connect(amqp_url, ConnectionProperties::default())
-        .await
-        .expect("test consumer connects");
-    // The relay declares the queues once it has connected, which may be after the test's first
-    // changes; a consume on a missing queue closes its channel, so each attempt gets a new one.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut consumer = loop {
-        let channel = connection.create_channel().await.expect("channel");
-        match channel
-            .basic_consume(
-                queue.into(),
-                "okla-test".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-        {
-            Ok(consumer) => break consumer,
-            Err(_) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(err) => panic!("{queue} was not declared by the relay within 20 s: {err}"),
-        }
-    };
+    let mut consumer = QueueConsumer::open(amqp_url, queue).await;
     let mut deliveries = Vec::new();
     while deliveries.len() < count {
-        let delivery = tokio::time::timeout(Duration::from_secs(20), consumer.next())
+        let delivery = consumer
+            .next_within(Duration::from_secs(20))
             .await
-            .unwrap_or_else(|_| {
+            .unwrap_or_else(|| {
                 panic!(
                     "only {} of {count} messages on {queue} within 20 s",
                     deliveries.len()
                 )
-            })
-            .expect("consumer stream open")
-            .expect("delivery");
-        delivery.ack(BasicAckOptions::default()).await.expect("ack");
+            });
         deliveries.push(delivery);
     }
-    let _ = connection.close(200, "done".into()).await;
+    consumer.close().await;
     deliveries
 }
 
@@ -362,7 +403,8 @@ async fn check_queues(amqp_url: &str, name: &str) {
 
 /// Waits until the feed shows every event published (the relay marks after the confirm).
 async fn wait_until_all_published(registry: &RunningRegistry, count: usize) {
-    for _ in 0..200 {
+    // The relay's reconnect backoff reaches 10 s, so allow a little more after a long outage.
+    for _ in 0..300 {
         let feed = registry.feed().await;
         if feed.len() == count && feed.iter().all(|event| !event["published_at_ms"].is_null()) {
             return;
@@ -422,4 +464,117 @@ async fn a_broker_outage_delays_events_without_failing_changes() {
     proxy.restart().await;
     wait_until_all_published(&registry, 5).await;
     check_queues(&vhost.amqp_url(BROKER), "fraud").await;
+}
+
+/// Promotion `index` of the outage test: even ones move the `champion` alias, odd ones put an
+/// explicit deployment, each to a version different from that kind's previous one. Returns the
+/// version promoted to.
+async fn promote(registry: &RunningRegistry, name: &str, index: usize) -> i64 {
+    let version = [1, 2, 3][index % 3];
+    if index.is_multiple_of(2) {
+        registry
+            .post(
+                "registered-models/alias",
+                json!({ "name": name, "alias": "champion", "version": version.to_string() }),
+            )
+            .await;
+    } else {
+        registry
+            .put_deployment(
+                name,
+                json!({ "routes": [{ "version": version, "weight": 100 }],
+                        "comment": format!("promotion {index}") }),
+            )
+            .await;
+    }
+    version
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_during_100_promotions_loses_and_duplicates_nothing() {
+    const PROMOTIONS: usize = 100;
+    const VERSIONS: usize = 3;
+    let vhost = Vhost::create();
+    let proxy = Proxy::start().await;
+    let registry = RunningRegistry::start(&vhost.amqp_url(&proxy.address.to_string()));
+    let name = "pricing";
+    registry
+        .post("registered-models/create", json!({ "name": name }))
+        .await;
+    for number in 1..=VERSIONS {
+        registry
+            .post(
+                "model-versions/create",
+                json!({ "name": name, "source": format!("s3://bucket/{name}/{number}") }),
+            )
+            .await;
+    }
+    wait_until_all_published(&registry, VERSIONS).await;
+
+    proxy.stop();
+    let mut promoted = Vec::with_capacity(PROMOTIONS);
+    for index in 0..PROMOTIONS {
+        promoted.push(promote(&registry, name, index).await);
+    }
+    let feed = registry.feed().await;
+    assert_eq!(
+        feed.len(),
+        VERSIONS + PROMOTIONS,
+        "every change was accepted"
+    );
+    proxy.restart().await;
+    wait_until_all_published(&registry, VERSIONS + PROMOTIONS).await;
+
+    // An idempotent consumer: the first delivery of each event_id counts, later ones are
+    // duplicates. Once every promotion has arrived, the queue is drained until it stays quiet.
+    let mut consumer =
+        QueueConsumer::open(&vhost.amqp_url(BROKER), "okla.ml.models.deployed").await;
+    let mut seen = std::collections::HashSet::new();
+    let mut events: Vec<ModelEvent> = Vec::new();
+    let mut duplicates = 0;
+    loop {
+        let wait = if events.len() < PROMOTIONS {
+            Duration::from_secs(20)
+        } else {
+            Duration::from_secs(2)
+        };
+        let Some(delivery) = consumer.next_within(wait).await else {
+            break;
+        };
+        let event = decoded(&delivery);
+        if seen.insert(event.event_id.clone()) {
+            events.push(event);
+        } else {
+            duplicates += 1;
+        }
+    }
+    consumer.close().await;
+    eprintln!(
+        "{} deliveries on okla.ml.models.deployed: {} distinct events, {duplicates} duplicates",
+        events.len() + duplicates,
+        events.len()
+    );
+
+    assert_eq!(events.len(), PROMOTIONS, "exactly one event per promotion");
+    let sequences: Vec<i64> = events.iter().map(|event| event.model_sequence).collect();
+    let first = VERSIONS as i64 + 1;
+    assert_eq!(
+        sequences,
+        (first..first + PROMOTIONS as i64).collect::<Vec<_>>(),
+        "model_sequence strictly increasing without gaps"
+    );
+    for (index, (event, version)) in events.iter().zip(&promoted).enumerate() {
+        assert_eq!(event.model_name, name);
+        match (index % 2, event.body.as_ref()) {
+            (0, Some(Body::AliasSet(set))) => {
+                assert_eq!((set.alias.as_str(), set.version), ("champion", *version));
+            }
+            (1, Some(Body::DeploymentUpdated(updated))) => {
+                let routes = &updated.routes;
+                assert_eq!(routes.len(), 1, "{updated:?}");
+                assert_eq!((routes[0].version, routes[0].weight), (*version, 100));
+            }
+            (_, other) => panic!("promotion {index}: unexpected body {other:?}"),
+        }
+    }
 }

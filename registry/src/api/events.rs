@@ -135,6 +135,17 @@ fn body_json(body: Option<&proto::model_event::Body>) -> Value {
             "sticky_routing_key_header": rolled_back.sticky_routing_key_header,
             "shadow_version": rolled_back.shadow_version,
         }}),
+        Some(Body::ModelDeployed(deployed)) => json!({ "model_deployed": {
+            "node_id": deployed.node_id,
+            "version": deployed.version,
+            "load_seconds": deployed.load_seconds,
+            "revision": deployed.revision,
+        }}),
+        Some(Body::ModelLoadFailed(failed)) => json!({ "model_load_failed": {
+            "node_id": failed.node_id,
+            "version": failed.version,
+            "error": failed.error,
+        }}),
         // A body this build does not know (written by a newer registry): shown as empty.
         None => json!({}),
     }

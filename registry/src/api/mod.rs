@@ -10,6 +10,7 @@ mod events;
 mod extract;
 mod logged_models;
 mod model_registry;
+mod nodes;
 mod okla;
 mod tracking;
 mod wire;
@@ -64,6 +65,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/api/okla/v1/deployments/{name}/rollback",
             post(deployments::rollback),
+        )
+        .route("/api/okla/v1/nodes", get(nodes::list))
+        .route(
+            "/api/okla/v1/nodes/{node_id}",
+            get(nodes::get).put(nodes::put).delete(nodes::delete),
         )
         .fallback(endpoint_not_found)
         .layer(DefaultBodyLimit::max(max_request_bytes))

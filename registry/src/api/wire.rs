@@ -539,3 +539,69 @@ impl From<&crate::store::deployments::DeploymentState> for DeploymentWire {
         }
     }
 }
+
+/// A serving node's latest report: its models as reported, plus when it reported and whether
+/// it is stale (three reports overdue). Versions are JSON numbers.
+#[derive(Serialize)]
+pub(super) struct NodeWire {
+    node_id: String,
+    http_url: Option<String>,
+    report_seconds: f64,
+    reported_at_ms: i64,
+    stale: bool,
+    models: Vec<NodeModelWire>,
+}
+
+#[derive(Serialize)]
+struct NodeModelWire {
+    model: String,
+    revision: Option<i64>,
+    versions: Vec<NodeVersionWire>,
+}
+
+#[derive(Serialize)]
+struct NodeVersionWire {
+    version: i64,
+    state: &'static str,
+    error: Option<String>,
+    load_seconds: Option<f64>,
+    requests: u64,
+    errors: u64,
+    latency_bounds_seconds: Vec<f64>,
+    latency_counts: Vec<u64>,
+}
+
+impl From<&crate::store::nodes::NodeState> for NodeWire {
+    fn from(node: &crate::store::nodes::NodeState) -> Self {
+        let report = &node.report;
+        NodeWire {
+            node_id: node.node_id.clone(),
+            http_url: report.http_url.clone(),
+            report_seconds: report.interval_seconds(),
+            reported_at_ms: node.reported_at,
+            stale: node.stale,
+            models: report
+                .models
+                .iter()
+                .map(|model| NodeModelWire {
+                    model: model.model.clone(),
+                    revision: model.revision,
+                    versions: model
+                        .versions
+                        .iter()
+                        .map(|version| NodeVersionWire {
+                            version: version.version,
+                            state: version.state.as_str(),
+                            error: version.error.clone(),
+                            load_seconds: version.load_seconds,
+                            requests: version.requests,
+                            errors: version.errors,
+                            latency_bounds_seconds: version.latency_bounds_seconds.clone(),
+                            latency_counts: version.latency_counts.clone(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}

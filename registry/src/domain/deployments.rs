@@ -35,7 +35,7 @@ pub struct Sticky {
     pub routing_key_header: String,
 }
 
-/// The rules serving nodes apply to roll a canary back on their own.
+/// When the registry rolls a canary back by itself, judged on the serving nodes' reports.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct CanaryGate {
     pub version: i64,

@@ -3,6 +3,7 @@
 
 pub mod deployments;
 pub mod model_registry;
+pub mod nodes;
 pub mod search;
 pub mod sources;
 pub mod tracking;

@@ -26,7 +26,8 @@ pub const DEPLOYED_QUEUE: &str = "okla.ml.models.deployed";
 pub const TRAINED_BINDINGS: &[&str] = &["model.version.created"];
 /// The binding keys of `DEPLOYED_QUEUE`: whatever changes which versions the fleet may serve
 /// (a deleted version or model must stop serving). `deployment.*` carries the deployments'
-/// changes; `model.deployed` is bound ahead of the serving nodes that will publish it.
+/// changes; `model.deployed` and `model.load_failed` say what the serving nodes report they
+/// serve (written by the registry from the nodes' reports).
 pub const DEPLOYED_BINDINGS: &[&str] = &[
     "model.version.transitioned",
     "model.version.deleted",
@@ -35,6 +36,7 @@ pub const DEPLOYED_BINDINGS: &[&str] = &[
     "model.deleted",
     "deployment.*",
     "model.deployed",
+    "model.load_failed",
 ];
 /// AMQP `content_type` of every event.
 pub const CONTENT_TYPE: &str = "application/x-protobuf";
@@ -54,5 +56,7 @@ pub fn routing_key(body: &Body) -> &'static str {
         Body::DeploymentUpdated(_) => "deployment.updated",
         Body::DeploymentDeleted(_) => "deployment.deleted",
         Body::DeploymentRolledBack(_) => "deployment.rolled_back",
+        Body::ModelDeployed(_) => "model.deployed",
+        Body::ModelLoadFailed(_) => "model.load_failed",
     }
 }

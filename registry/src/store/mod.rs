@@ -4,6 +4,7 @@
 pub mod deployments;
 pub mod logged_models;
 pub mod model_registry;
+pub mod nodes;
 pub mod outbox;
 pub mod search_sql;
 mod statistics;

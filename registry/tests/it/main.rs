@@ -8,6 +8,7 @@ mod support;
 
 mod deployments;
 mod http_api;
+mod nodes;
 mod outbox;
 mod statistics;
 mod store_conformance;
