@@ -13,6 +13,7 @@ use crate::backend::onnx::OnnxBackend;
 use crate::config::ServingConfig;
 use crate::manager::{ManagerSettings, ModelManager};
 use crate::metrics::Metrics;
+use crate::node_report::NodeReporter;
 use crate::registry_client::RegistryClient;
 use crate::registry_source::RegistrySource;
 use crate::repository::ModelRepository;
@@ -51,19 +52,24 @@ pub async fn start(config: &ServingConfig) -> anyhow::Result<InferenceService> {
 }
 
 /// Follows the registry at `registry_url` (see [`crate::registry_source`]) until `shutdown` is
-/// cancelled. Fails only on a bad URL or an unusable cache directory; an unreachable registry
-/// is retried on every poll.
+/// cancelled, polling at once on its RabbitMQ events with `--amqp-url`
+/// ([`crate::registry_events`]). Fails only on a bad URL or an unusable cache directory; an
+/// unreachable registry is retried on every poll, an unreachable broker with backoff.
+/// The node reports its state to the registry every `--report-seconds` ([`NodeReporter`]);
+/// `http_port` is the port it answers HTTP on, part of its default name.
 pub fn spawn_registry_source(
     service: &InferenceService,
     registry_url: &str,
     config: &ServingConfig,
+    http_port: u16,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let client = RegistryClient::new(registry_url)?;
     let source = RegistrySource::new(
-        client,
+        client.clone(),
         config.models.clone(),
         config.cache_dir.clone(),
+        config.content_cache_bytes,
         service.manager().clone(),
         service.metrics_handle(),
     )
@@ -74,7 +80,35 @@ pub fn spawn_registry_source(
         )
     })?;
     let every = std::time::Duration::from_secs(config.registry_poll_seconds.max(1));
-    tokio::spawn(source.run(every, shutdown));
+    let wake = Arc::new(tokio::sync::Notify::new());
+    if let Some(amqp_url) = config.amqp_url.clone().filter(|url| !url.is_empty()) {
+        tokio::spawn(crate::registry_events::run(
+            amqp_url,
+            config.models.clone(),
+            wake.clone(),
+            service.metrics_handle(),
+            shutdown.clone(),
+        ));
+    }
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let reporter = NodeReporter {
+        client,
+        node_id: config
+            .node_id
+            .clone()
+            .unwrap_or_else(|| format!("{host}:{http_port}")),
+        http_url: Some(
+            config
+                .advertise_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{host}:{http_port}")),
+        ),
+        every: std::time::Duration::from_secs(config.report_seconds.max(1)),
+        manager: service.manager().clone(),
+        failures: source.failures(),
+    };
+    tokio::spawn(reporter.run(shutdown.clone()));
+    tokio::spawn(source.run(every, wake, shutdown));
     Ok(())
 }
 

@@ -37,6 +37,31 @@ pub struct ServingConfig {
     /// Ask the registry for changes every N seconds (at least 1).
     #[arg(long, env = "OKLA_REGISTRY_POLL_SECONDS", default_value_t = 5)]
     pub registry_poll_seconds: u64,
+    /// RabbitMQ the registry publishes its model events to, e.g.
+    /// `amqp://user:pass@host:5672/vhost`: a change to a followed model is polled at once
+    /// instead of at the next `--registry-poll-seconds` tick, which stays as the fallback.
+    /// Only with `--registry`.
+    // `requires = "registry"` is not enforced while `--model-repository`, its alternative in
+    // the required `source` group, is given; refusing that pairing is the same rule.
+    #[arg(
+        long,
+        env = "OKLA_AMQP_URL",
+        requires = "registry",
+        conflicts_with = "model_repository"
+    )]
+    pub amqp_url: Option<String>,
+    /// This node's name in its reports to the registry (what serves where, canary figures);
+    /// default: `<hostname>:<http port>`.
+    #[arg(long, env = "OKLA_NODE_ID")]
+    pub node_id: Option<String>,
+    /// The URL clients reach this node's HTTP API at, shown in the registry's node list;
+    /// default: `http://<hostname>:<http port>`.
+    #[arg(long, env = "OKLA_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
+    /// Report this node's state and per-version traffic to the registry every N seconds (at
+    /// least 1): the registry's canary gates judge these figures.
+    #[arg(long, env = "OKLA_REPORT_SECONDS", default_value_t = 2)]
+    pub report_seconds: u64,
     /// Where versions downloaded from the registry are kept, laid out as a model repository.
     #[arg(
         long,
@@ -44,6 +69,10 @@ pub struct ServingConfig {
         default_value = "./okla-data/serving-cache"
     )]
     pub cache_dir: PathBuf,
+    /// Bytes of downloaded model files kept in `--cache-dir` after no version serves them, so
+    /// a rollback needs no download (least recently used go first).
+    #[arg(long, env = "OKLA_CONTENT_CACHE_BYTES", default_value_t = 10 * 1024 * 1024 * 1024)]
+    pub content_cache_bytes: u64,
     /// Path of ONNX Runtime's shared library (libonnxruntime.so.1.x). Without it, the library
     /// of the `onnxruntime` Python package in ./.venv or in the activated virtualenv
     /// ($VIRTUAL_ENV) is used if found.

@@ -46,6 +46,16 @@ impl ServingError {
         }
     }
 
+    /// Whether the server, not the client, is to blame: what counts against a version's health.
+    pub fn is_server_fault(&self) -> bool {
+        matches!(
+            self,
+            ServingError::Unavailable(_)
+                | ServingError::ResourceExhausted(_)
+                | ServingError::Internal(_)
+        )
+    }
+
     /// The `status` label of the request metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {

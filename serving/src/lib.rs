@@ -2,7 +2,8 @@
 //! on ONNX Runtime and candle.
 //!
 //! Data flows one way: a source (the model repository directory, `repository`, or the registry,
-//! `registry_source`, which downloads into a directory laid out the same way) says which
+//! `registry_source`, which downloads into a directory laid out the same way, woken early by
+//! the registry's RabbitMQ events through `registry_events`) says which
 //! versions to serve; the `manager` loads them through a `backend`, warms them up and swaps them
 //! in; each loaded version has a `batcher` running inference on its own threads; `router` splits
 //! a model's traffic between its versions under a registry deployment; `service` is the
@@ -13,12 +14,16 @@ pub mod app;
 pub mod backend;
 pub mod batcher;
 pub mod config;
+pub mod content_cache;
 pub mod error;
 pub mod manager;
 pub mod metrics;
+pub mod node_report;
 pub mod registry_client;
+pub mod registry_events;
 pub mod registry_source;
 pub mod repository;
 pub mod router;
 pub mod service;
 pub mod tensor;
+pub mod traffic;

@@ -22,7 +22,9 @@ use arc_swap::ArcSwap;
 use crate::backend::{Backend, BackendError, Model};
 use crate::batcher::{BatchSettings, Batcher};
 use crate::error::ServingError;
-use crate::metrics::{Metrics, ModelLabels, RequestTiming, ShadowLabels, VersionMetrics};
+use crate::metrics::{
+    Metrics, ModelLabels, RequestTiming, ShadowLabels, VersionLabels, VersionMetrics,
+};
 use crate::repository::{
     DEFAULT_MAX_BATCH_SIZE, ModelConfig, ModelRepository, ModelSource, RepositoryError,
     VersionPolicy,
@@ -32,6 +34,7 @@ use crate::service::{
     InferRequest, InferResponse, ModelMetadata, RepositoryEntry, VersionSelector,
 };
 use crate::tensor::{DataType, Tensor, TensorData};
+use crate::traffic::{Traffic, TrafficSnapshot};
 
 #[derive(Debug, Clone, Copy)]
 pub struct ManagerSettings {
@@ -47,6 +50,8 @@ pub struct LoadedVersion {
     pub model: Arc<dyn Model>,
     batcher: Batcher,
     metrics: VersionMetrics,
+    /// How long loading and warming up took.
+    pub load_seconds: f64,
 }
 
 #[derive(Clone)]
@@ -77,14 +82,43 @@ impl ModelEntry {
 
 type ModelTable = HashMap<String, Arc<ModelEntry>>;
 
+/// A model as [`ModelManager::status`] describes it.
+#[derive(Debug, Clone)]
+pub struct ModelStatus {
+    pub model: String,
+    /// The revision of the deployment its unversioned requests follow, if any.
+    pub revision: Option<i64>,
+    /// Why the model as a whole could not be read.
+    pub error: Option<String>,
+    pub versions: Vec<VersionStatus>,
+}
+
+#[derive(Debug, Clone)]
+pub struct VersionStatus {
+    pub version: u64,
+    pub state: VersionHealth,
+    pub load_seconds: Option<f64>,
+    /// Under a deployment: what the version answered since it went live.
+    pub traffic: Option<TrafficSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionHealth {
+    Loading,
+    Serving,
+    Failed(String),
+}
+
 /// Shadow copies of one model's requests that may run at once; more are dropped, so a slow
 /// shadow version can never pile up work (or memory) behind the answers that matter.
 pub const MAX_SHADOW_IN_FLIGHT: usize = 64;
 
-/// A model's routing and the shadow copies it has in flight.
+/// A model's routing, the shadow copies it has in flight, and what each of its versions
+/// answered since it went live.
 struct ModelRouting {
     routing: Routing,
     shadow_in_flight: AtomicUsize,
+    traffic: Traffic,
 }
 
 type RoutingTable = HashMap<String, Arc<ModelRouting>>;
@@ -307,8 +341,9 @@ impl ModelManager {
                 model: name.to_owned(),
             };
             match result {
-                Ok(loaded) => {
+                Ok(mut loaded) => {
                     let seconds = started.elapsed().as_secs_f64();
+                    loaded.load_seconds = seconds;
                     self.metrics
                         .load_duration
                         .get_or_create(&labels)
@@ -405,6 +440,7 @@ impl ModelManager {
             model,
             batcher,
             metrics: self.metrics.for_version(name, version),
+            load_seconds: 0.0,
         })
     }
 
@@ -434,6 +470,7 @@ impl ModelManager {
                 table.insert(
                     model.to_owned(),
                     Arc::new(ModelRouting {
+                        traffic: Traffic::new(&routing.versions()),
                         routing,
                         shadow_in_flight: AtomicUsize::new(0),
                     }),
@@ -558,6 +595,48 @@ impl ModelManager {
         }
     }
 
+    /// Every loaded model's versions, their state and, under a deployment, what each answered
+    /// since the deployment went live: what the node reports to the registry.
+    pub fn status(&self) -> Vec<ModelStatus> {
+        let table = self.models.load();
+        let routings = self.routings.load();
+        let mut models: Vec<ModelStatus> = table
+            .iter()
+            .map(|(name, entry)| {
+                let routed = routings.get(name);
+                let versions = entry
+                    .versions
+                    .iter()
+                    .map(|(&version, state)| {
+                        let (state, load_seconds) = match state {
+                            VersionState::Loading => (VersionHealth::Loading, None),
+                            VersionState::Ready(loaded) => {
+                                (VersionHealth::Serving, Some(loaded.load_seconds))
+                            }
+                            VersionState::Failed(error) => {
+                                (VersionHealth::Failed(error.clone()), None)
+                            }
+                        };
+                        VersionStatus {
+                            version,
+                            state,
+                            load_seconds,
+                            traffic: routed.and_then(|routed| routed.traffic.snapshot(version)),
+                        }
+                    })
+                    .collect();
+                ModelStatus {
+                    model: name.clone(),
+                    revision: routed.map(|routed| routed.routing.revision),
+                    error: entry.error.clone(),
+                    versions,
+                }
+            })
+            .collect();
+        models.sort_by(|a, b| a.model.cmp(&b.model));
+        models
+    }
+
     pub fn index(&self, ready_only: bool) -> Vec<RepositoryEntry> {
         let table = self.models.load();
         let mut entries = Vec::new();
@@ -606,7 +685,27 @@ impl ModelManager {
         let started = Instant::now();
         let protocol = request.protocol;
         let model = request.model.clone();
-        match self.infer_inner(request).await {
+        let routed = match request.version {
+            VersionSelector::Latest => self.routings.load().get(&request.model).cloned(),
+            _ => None,
+        };
+        let routed = routed.map(|routed| {
+            let version = routed
+                .routing
+                .pick(request.routing_key.as_deref(), random_u64());
+            (routed, version)
+        });
+        let result = self.infer_inner(request, routed.clone()).await;
+        if let Some((routed, picked)) = routed {
+            // Client mistakes say nothing about a version's health; the canary gate compares
+            // what went wrong on our side.
+            let (answered, failed) = match &result {
+                Ok((response, ..)) => (response.version, false),
+                Err(err) => (picked, err.is_server_fault()),
+            };
+            routed.traffic.record(answered, started.elapsed(), failed);
+        }
+        match result {
             Ok((response, mut timing, loaded)) => {
                 timing.total = started.elapsed();
                 loaded.metrics.record_success(protocol, &timing);
@@ -619,19 +718,15 @@ impl ModelManager {
         }
     }
 
+    /// `routed`: the model's routing and the version it picked, for a request that follows it.
     async fn infer_inner(
         &self,
         request: InferRequest,
+        routed: Option<(Arc<ModelRouting>, u64)>,
     ) -> Result<(InferResponse, RequestTiming, Arc<LoadedVersion>), ServingError> {
-        let routed = match request.version {
-            VersionSelector::Latest => self.routings.load().get(&request.model).cloned(),
-            _ => None,
-        };
         let loaded = match &routed {
-            Some(routed) => {
-                let version = routed
-                    .routing
-                    .pick(request.routing_key.as_deref(), random_u64());
+            Some((_, version)) => {
+                let version = *version;
                 // A routing only goes live once its versions are ready, but a version can fail
                 // or be unloaded through the API afterwards; the latest ready one still answers.
                 self.resolve(&request.model, &VersionSelector::Number(version))
@@ -639,7 +734,8 @@ impl ModelManager {
             }
             None => self.resolve(&request.model, &request.version)?,
         };
-        let shadow = routed.and_then(|routed| self.shadow_target(&request.model, routed, &loaded));
+        let shadow =
+            routed.and_then(|(routed, _)| self.shadow_target(&request.model, routed, &loaded));
         let shadow_inputs = shadow.as_ref().map(|_| request.inputs.clone());
         let (inputs, rows) = check_inputs(
             &request.model,
@@ -650,9 +746,14 @@ impl ModelManager {
         let selected = select_outputs(&request.model, loaded.model.as_ref(), &request.outputs)?;
         let output = loaded.batcher.submit(inputs, rows).await?;
         if let (Some((slot, target)), Some(inputs)) = (shadow, shadow_inputs) {
-            let metrics = self.metrics.clone();
-            let model = request.model.clone();
-            tokio::spawn(run_shadow(slot, target, model, inputs, metrics));
+            let copy = ShadowCopy {
+                slot,
+                target,
+                model: request.model.clone(),
+                inputs,
+                answer: output.outputs.clone(),
+            };
+            tokio::spawn(copy.run(self.metrics.clone()));
         }
         let timing = RequestTiming {
             rows,
@@ -708,33 +809,64 @@ impl ModelManager {
     }
 }
 
-/// Runs a shadow copy of a request; its answer is discarded and only its outcome counted.
-async fn run_shadow(
+/// A copy of an answered request for the deployment's shadow version.
+struct ShadowCopy {
     slot: ShadowSlot,
     target: Arc<LoadedVersion>,
     model: String,
     inputs: Vec<Tensor>,
-    metrics: Arc<Metrics>,
-) {
-    let result = match check_inputs(
-        &model,
-        target.model.as_ref(),
-        inputs,
-        &target.batcher.settings(),
-    ) {
-        Ok((inputs, rows)) => target.batcher.submit(inputs, rows).await.map(|_| ()),
-        Err(err) => Err(err),
-    };
-    drop(slot);
-    let status = match result {
-        Ok(()) => "ok",
-        Err(err) => {
-            tracing::debug!(model = model.as_str(), version = target.version, error = %err,
-                "shadow request failed");
-            "error"
-        }
-    };
-    count_shadow(&metrics, &model, target.version, status);
+    /// Every output of the answer the client got, to compare the shadow's with.
+    answer: Vec<Tensor>,
+}
+
+impl ShadowCopy {
+    /// Runs the copy; its outputs are only compared with the answer and the outcome counted.
+    async fn run(self, metrics: Arc<Metrics>) {
+        let ShadowCopy {
+            slot,
+            target,
+            model,
+            inputs,
+            answer,
+        } = self;
+        let started = Instant::now();
+        let result = match check_inputs(
+            &model,
+            target.model.as_ref(),
+            inputs,
+            &target.batcher.settings(),
+        ) {
+            Ok((inputs, rows)) => target.batcher.submit(inputs, rows).await,
+            Err(err) => Err(err),
+        };
+        drop(slot);
+        let status = match result {
+            Ok(output) => {
+                metrics
+                    .shadow_duration
+                    .get_or_create(&VersionLabels {
+                        model: model.clone(),
+                        version: target.version.to_string(),
+                    })
+                    .observe(started.elapsed().as_secs_f64());
+                // Outputs only the shadow has (a new output) are not compared.
+                let agree = answer.iter().all(|expected| {
+                    output
+                        .outputs
+                        .iter()
+                        .find(|tensor| tensor.name == expected.name)
+                        .is_some_and(|tensor| tensor.agrees_with(expected))
+                });
+                if agree { "agree" } else { "disagree" }
+            }
+            Err(err) => {
+                tracing::debug!(model = model.as_str(), version = target.version, error = %err,
+                    "shadow request failed");
+                "error"
+            }
+        };
+        count_shadow(&metrics, &model, target.version, status);
+    }
 }
 
 fn count_shadow(metrics: &Metrics, model: &str, version: u64, status: &'static str) {

@@ -35,7 +35,8 @@ pub struct VersionLabels {
 pub struct ShadowLabels {
     pub model: String,
     pub version: String,
-    /// `ok`, `error`, or `dropped` (too many shadow copies in flight).
+    /// `agree` or `disagree` (its outputs against the answer's), `error`, or `dropped` (too
+    /// many shadow copies in flight).
     pub status: &'static str,
 }
 
@@ -70,8 +71,12 @@ pub struct Metrics {
     pub download_failures: Family<ModelLabels, Counter>,
     /// Registry source: polls that could not learn what to serve (registry unreachable).
     pub registry_poll_failures: Counter,
+    /// Registry source: model events received from RabbitMQ (`--amqp-url`), followed or not.
+    pub registry_events: Counter,
     /// Copies of routed requests sent to a deployment's shadow version, by outcome.
     pub shadow_requests: Family<ShadowLabels, Counter>,
+    /// How long the shadow version took per copy, to set against the answering version's.
+    pub shadow_duration: HistogramFamily<VersionLabels>,
 }
 
 impl Default for Metrics {
@@ -151,11 +156,23 @@ impl Metrics {
             "Polls of the model registry that failed",
             registry_poll_failures.clone(),
         );
+        let registry_events = Counter::default();
+        registry.register(
+            "registry_events",
+            "Model events received from the registry over RabbitMQ",
+            registry_events.clone(),
+        );
         let shadow_requests = Family::default();
         registry.register(
             "shadow_requests",
             "Copies of requests sent to a deployment's shadow version, by outcome",
             shadow_requests.clone(),
+        );
+        let shadow_duration = HistogramFamily::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register(
+            "shadow_duration_seconds",
+            "Time a deployment's shadow version took per copied request, queueing included",
+            shadow_duration.clone(),
         );
         Metrics {
             registry,
@@ -170,7 +187,9 @@ impl Metrics {
             loaded_versions,
             download_failures,
             registry_poll_failures,
+            registry_events,
             shadow_requests,
+            shadow_duration,
         }
     }
 

@@ -251,6 +251,29 @@ impl RegistryClient {
         Ok(DeploymentAnswer::Found(answer.deployment))
     }
 
+    /// Sends this node's state (`PUT /api/okla/v1/nodes/{node_id}`).
+    pub async fn put_node_report(
+        &self,
+        node_id: &str,
+        report: &impl serde::Serialize,
+    ) -> Result<(), ClientError> {
+        let url = self.url(["api", "okla", "v1", "nodes", node_id]);
+        let shown = url.to_string();
+        let response = self
+            .http
+            .put(url)
+            .json(report)
+            .timeout(CALL_TIMEOUT)
+            .send()
+            .await
+            .map_err(|source| ClientError::Http {
+                url: shown.clone(),
+                source,
+            })?;
+        check_status(&shown, response).await?;
+        Ok(())
+    }
+
     /// Where a version's artifacts are stored, e.g. `mlflow-artifacts:/1/models/m-…/artifacts`.
     pub async fn download_uri(&self, name: &str, version: u64) -> Result<String, ClientError> {
         #[derive(Deserialize)]

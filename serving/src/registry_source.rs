@@ -21,8 +21,10 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
+use crate::content_cache::ContentCache;
 use crate::manager::ModelManager;
 use crate::metrics::{Metrics, ModelLabels};
+use crate::node_report::SourceFailures;
 use crate::registry_client::{
     ClientError, Deployment, DeploymentAnswer, RegisteredModel, RegistryClient,
 };
@@ -35,6 +37,8 @@ pub const CHAMPION_ALIAS: &str = "champion";
 const PRODUCTION_STAGE: &str = "Production";
 /// Hidden, so the repository scan never takes it for a model.
 const STAGING_DIR: &str = ".staging";
+/// The content cache's directory; hidden for the same reason.
+const BLOBS_DIR: &str = ".blobs";
 const ONNX_FILE: &str = "model.onnx";
 const MLMODEL_FILE: &str = "MLmodel";
 const FIRST_RETRY: Duration = Duration::from_secs(1);
@@ -221,14 +225,19 @@ pub struct RegistrySource {
     manager: Arc<ModelManager>,
     metrics: Arc<Metrics>,
     followed: HashMap<String, Followed>,
+    failures: Arc<SourceFailures>,
+    /// Verified files by sha256, so versions that come back need no download.
+    blobs: ContentCache,
 }
 
 impl RegistrySource {
-    /// Prepares the cache directory; leftovers of an interrupted download are removed.
+    /// Prepares the cache directory; leftovers of an interrupted download are removed. Files
+    /// no version uses any more are kept up to `content_cache_bytes`.
     pub fn new(
         client: RegistryClient,
         models: Vec<String>,
         cache: PathBuf,
+        content_cache_bytes: u64,
         manager: Arc<ModelManager>,
         metrics: Arc<Metrics>,
     ) -> Result<RegistrySource, SourceError> {
@@ -237,6 +246,9 @@ impl RegistrySource {
             std::fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
         }
         std::fs::create_dir_all(&staging).map_err(io_error(&staging))?;
+        let blobs_dir = cache.join(BLOBS_DIR);
+        let blobs = ContentCache::open(blobs_dir.clone(), content_cache_bytes)
+            .map_err(io_error(&blobs_dir))?;
         Ok(RegistrySource {
             client,
             models,
@@ -244,17 +256,33 @@ impl RegistrySource {
             manager,
             metrics,
             followed: HashMap::new(),
+            failures: Arc::default(),
+            blobs,
         })
     }
 
-    /// Polls now and then every `every` until `shutdown` is cancelled.
-    pub async fn run(mut self, every: Duration, shutdown: CancellationToken) {
+    /// The versions this source failed to fetch, for the node's reports.
+    pub fn failures(&self) -> Arc<SourceFailures> {
+        self.failures.clone()
+    }
+
+    /// Polls now and then every `every`, and whenever `wake` is notified (the registry's events,
+    /// [`crate::registry_events`]), until `shutdown` is cancelled. Notifications coalesce:
+    /// a burst polls once more, and one that comes during a poll (a stored permit) polls again
+    /// right after it, so no change is left for the next tick.
+    pub async fn run(
+        mut self,
+        every: Duration,
+        wake: Arc<tokio::sync::Notify>,
+        shutdown: CancellationToken,
+    ) {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
+                _ = wake.notified() => {}
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -437,6 +465,7 @@ impl RegistrySource {
                         tracing::warn!(path = %trash.display(), error = %err, "cannot remove");
                     }
                     self.followed.remove(&name);
+                    self.failures.forget(&name);
                     self.manager.set_routing(&name, None);
                 }
                 Err(err) => tracing::warn!(model = name.as_str(), error = %err, "cannot remove"),
@@ -481,7 +510,11 @@ impl RegistrySource {
             .as_ref()
             .is_some_and(|r| r.versions == versions);
         for &version in &versions {
-            self.materialise(name, version).await?;
+            if let Err(err) = self.materialise(name, version).await {
+                self.failures.record(name, version, err.to_string());
+                return Err(err);
+            }
+            self.failures.clear(name, version);
         }
         let mut both: Vec<u64> = previous.into_iter().chain(versions).collect();
         both.sort_unstable();
@@ -575,6 +608,13 @@ impl RegistrySource {
                     .await
                     .map_err(io_error(parent))?;
             }
+            if self
+                .blobs
+                .link_into(&file.sha256, file.size, &dest)
+                .map_err(io_error(&dest))?
+            {
+                continue;
+            }
             let url = self.client.artifact_url(artifact_path, &file.path);
             let (size, sha256) = self.client.download(url, &dest).await?;
             if size != file.size || !sha256.eq_ignore_ascii_case(&file.sha256) {
@@ -582,6 +622,10 @@ impl RegistrySource {
                     "{} does not match the registry's record: {size} bytes with sha256 {sha256}, expected {} bytes with sha256 {}",
                     file.path, file.size, file.sha256
                 )));
+            }
+            if let Err(err) = self.blobs.keep(&sha256, size, &dest) {
+                // Only a later download is lost.
+                tracing::warn!(file = %dest.display(), error = %err, "cannot keep in the content cache");
             }
         }
         Ok(())

@@ -342,6 +342,28 @@ pub struct Tensor {
 }
 
 impl Tensor {
+    /// Whether two answers to the same request agree: same name, shape and datatype, equal
+    /// values, floating point within a relative 1e-4 (two exports of one model, or one run on
+    /// another batch size, rarely match to the last bit).
+    pub fn agrees_with(&self, other: &Tensor) -> bool {
+        fn close(a: f64, b: f64) -> bool {
+            (a - b).abs() <= 1e-6 + 1e-4 * a.abs().max(b.abs()) || (a.is_nan() && b.is_nan())
+        }
+        if self.name != other.name || self.shape != other.shape {
+            return false;
+        }
+        match (&self.data, &other.data) {
+            (TensorData::Fp32(a), TensorData::Fp32(b)) => a
+                .iter()
+                .zip(b)
+                .all(|(&x, &y)| close(f64::from(x), f64::from(y))),
+            (TensorData::Fp64(a), TensorData::Fp64(b)) => {
+                a.iter().zip(b).all(|(&x, &y)| close(x, y))
+            }
+            (a, b) => a == b,
+        }
+    }
+
     /// Builds a tensor, checking that the shape's element count matches the data.
     pub fn new(
         name: impl Into<String>,

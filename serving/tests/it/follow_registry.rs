@@ -24,11 +24,17 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) async fn start(listener: TcpListener) -> Registry {
+        Registry::start_with(listener, None).await
+    }
+
+    /// With `amqp_url`, the registry publishes its model events there (`--amqp-url`).
+    pub(crate) async fn start_with(listener: TcpListener, amqp_url: Option<&str>) -> Registry {
         let directory = tempfile::tempdir().expect("temporary directory");
         let database = format!("sqlite:///{}", directory.path().join("okla.db").display());
         let artifacts = directory.path().join("artifacts");
-        let config =
+        let mut config =
             RegistryConfig::for_test(&database, artifacts.to_str().expect("UTF-8 temp path"));
+        config.amqp_url = amqp_url.map(str::to_owned);
         let state = AppState::open(&config, &HashMap::new())
             .await
             .expect("registry opens its stores");
@@ -102,7 +108,7 @@ impl Registry {
         self.artifacts.join(path).join(file)
     }
 
-    async fn set_alias(&self, model: &str, alias: &str, version: u64) {
+    pub(crate) async fn set_alias(&self, model: &str, alias: &str, version: u64) {
         let response = reqwest::Client::new()
             .post(format!(
                 "{}/api/2.0/mlflow/registered-models/alias",
@@ -211,8 +217,13 @@ async fn serving_follows_champion_and_refuses_a_corrupt_version() {
     })
     .await;
 
-    // A version whose stored bytes no longer match the registry's sha256 is refused.
-    let v3 = registry.register("pricing", ["--stage", "Staging"]).await;
+    // A version whose stored bytes no longer match the registry's sha256 is refused. Its
+    // content must be new to the server: files it verified before come from its content cache.
+    let other_model = crate::support::workspace_root()
+        .join("serving/tests/models/lead_scoring_sklearn/1/model.onnx");
+    let v3 = registry
+        .register_file("pricing", &other_model, ["--stage", "Staging"], &[])
+        .await;
     assert_eq!(v3, 3);
     let stored = registry.stored_file("pricing", v3, "model.onnx").await;
     assert!(stored.is_file(), "{} is stored", stored.display());

@@ -2,9 +2,11 @@
 //! network as users call it (plain HTTP, and the real `tritonclient` Python package).
 
 mod backends;
+mod fleet;
 mod follow_registry;
 mod grpc;
 mod http;
+mod registry_events;
 mod reload;
 mod routing;
 mod startup;

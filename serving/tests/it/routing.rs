@@ -185,7 +185,7 @@ async fn serving_splits_sticks_and_shadows_as_deployed() {
     )
     .await;
     let shadowed =
-        "okla_serving_shadow_requests_total{model=\"pricing\",version=\"2\",status=\"ok\"}";
+        "okla_serving_shadow_requests_total{model=\"pricing\",version=\"2\",status=\"agree\"}";
     wait_until("version 2 gets shadow copies", || async {
         counter(&client, &server, shadowed).await > 0.0
     })
@@ -201,4 +201,67 @@ async fn serving_splits_sticks_and_shadows_as_deployed() {
     let (answered, failed) = traffic.finish().await;
     assert_eq!(failed, 0, "requests failed while deployments changed");
     assert!(answered > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_promotions_end_on_the_last_committed_deployment() {
+    let registry = Registry::start(
+        TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback port"),
+    )
+    .await;
+    for stage in ["Production", "Staging", "Staging"] {
+        registry.register("pricing", ["--stage", stage]).await;
+    }
+    let cache = tempfile::tempdir().expect("temporary directory");
+    let server = serve_registry(&registry.url, cache.path());
+    let client = reqwest::Client::new();
+    wait_until("the Production version serves", || async {
+        client
+            .get(format!("{}/v2/models/pricing/ready", server.http))
+            .send()
+            .await
+            .is_ok_and(|response| response.status() == StatusCode::OK)
+    })
+    .await;
+
+    // Promotions racing each other, as from several operators or pipelines at once.
+    let promotions = (0..24u64).map(|index| {
+        let client = client.clone();
+        let registry = &registry;
+        async move {
+            let version = index % 3 + 1;
+            put_deployment(
+                &client,
+                registry,
+                json!({"routes": [{"version": version, "weight": 100}],
+                       "comment": format!("promotion {index}")}),
+            )
+            .await;
+        }
+    });
+    futures::future::join_all(promotions).await;
+    let committed: Value = client
+        .get(format!("{}/api/okla/v1/deployments/pricing", registry.url))
+        .send()
+        .await
+        .expect("registry answers")
+        .json()
+        .await
+        .expect("JSON");
+    let last = committed["deployment"]["routes"][0]["version"]
+        .as_u64()
+        .expect("one route");
+
+    wait_until("the server serves the last committed version", || async {
+        tally(&client, &server, 20).await.keys().eq([&last])
+    })
+    .await;
+    // And stays there: no older promotion arrives late.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        tally(&client, &server, 100).await,
+        HashMap::from([(last, 100)])
+    );
 }

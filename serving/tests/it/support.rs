@@ -58,6 +58,9 @@ impl Server {
                     let _ = sender.send(("http", url.to_owned()));
                 } else if let Some(address) = line.strip_prefix("okla-serving grpc listening on ") {
                     let _ = sender.send(("grpc", address.to_owned()));
+                } else {
+                    // The server's warnings, shown with the test's output when it fails.
+                    eprintln!("okla-serving: {line}");
                 }
             }
         });
@@ -180,4 +183,64 @@ impl Traffic {
             self.failed.load(Ordering::Relaxed),
         )
     }
+}
+
+/// A RabbitMQ vhost of its own on the broker at 127.0.0.1:5672 (guest/guest), deleted on drop
+/// (also when the test panics). Needs `rabbitmqctl`; `bash scripts/test` starts the broker.
+pub(crate) struct Vhost {
+    name: String,
+}
+
+impl Vhost {
+    pub(crate) fn create() -> Vhost {
+        static CREATED: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_nanos());
+        let name = format!(
+            "okla_serving_test_{}_{}_{nanos}",
+            std::process::id(),
+            CREATED.fetch_add(1, Ordering::Relaxed)
+        );
+        rabbitmqctl(&["add_vhost", &name]);
+        let vhost = Vhost { name };
+        rabbitmqctl(&[
+            "set_permissions",
+            "-p",
+            &vhost.name,
+            "guest",
+            ".*",
+            ".*",
+            ".*",
+        ]);
+        vhost
+    }
+
+    pub(crate) fn amqp_url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let deleted = Command::new("rabbitmqctl")
+            .args(["-q", "delete_vhost", &self.name])
+            .output();
+        if !deleted.is_ok_and(|output| output.status.success()) {
+            eprintln!("could not delete RabbitMQ vhost {}", self.name);
+        }
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let output = Command::new("rabbitmqctl")
+        .arg("-q")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl runs (RabbitMQ must be installed; `bash scripts/test` starts it)");
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

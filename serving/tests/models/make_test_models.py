@@ -27,6 +27,12 @@ Writes:
         input `text` STRING [-1] -> output `same` STRING [-1] (Identity): BYTES in and out of
         the ONNX backend. Also outside models/, as a fixture of the backend tests only.
 
+    serving/tests/fixtures/fails_on_real_input.onnx
+        input `features` FP32 [-1, 8] (the pricing model's input) -> output `price` FP32 [-1, 1],
+        a lookup in a one-entry table by the first feature: all-zero input (what warm-up
+        sends) answers, any request whose first feature is 1 or more fails inside ONNX Runtime.
+        A version that loads and then errors, for the canary gate's tests.
+
 Opset and IR version are pinned so onnxruntime 1.2x-1.3x load the files.
 """
 
@@ -92,6 +98,33 @@ def strings_model():
     return model
 
 
+def fails_on_real_input_model():
+    starts = onnx.numpy_helper.from_array(np.array([0], dtype=np.int64), name="starts")
+    ends = onnx.numpy_helper.from_array(np.array([1], dtype=np.int64), name="ends")
+    axes = onnx.numpy_helper.from_array(np.array([1], dtype=np.int64), name="axes")
+    table = onnx.numpy_helper.from_array(np.array([42.0], dtype=np.float32), name="table")
+    nodes = [
+        helper.make_node("Slice", ["features", "starts", "ends", "axes"], ["first"]),
+        helper.make_node("Cast", ["first"], ["index"], to=TensorProto.INT64),
+        helper.make_node("Gather", ["table", "index"], ["price"], axis=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "okla_fails_on_real_input",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("price", TensorProto.FLOAT, ["batch", 1])],
+        [starts, ends, axes, table],
+    )
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="okla make_test_models.py",
+    )
+    onnx.checker.check_model(model)
+    return model
+
+
 def sklearn_classifier(zipmap):
     features, converted = lead_dataset(rows=2000, seed=23)
     model = LogisticRegression(max_iter=2000).fit(features, converted)
@@ -116,6 +149,7 @@ def main():
     write(sklearn_classifier(False), HERE / "lead_scoring_sklearn" / "1" / "model.onnx")
     write(sklearn_classifier(True), HERE.parent / "fixtures" / "zipmap_classifier.onnx")
     write(strings_model(), HERE.parent / "fixtures" / "strings_identity.onnx")
+    write(fails_on_real_input_model(), HERE.parent / "fixtures" / "fails_on_real_input.onnx")
 
 
 if __name__ == "__main__":
