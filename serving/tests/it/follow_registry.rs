@@ -272,6 +272,21 @@ async fn serving_follows_champion_and_refuses_a_corrupt_version() {
         versions().await == json!(["1"])
     })
     .await;
+
+    // The registry goes away: polls fail, and the server keeps serving what it has.
+    drop(registry);
+    let poll_failures = "okla_serving_registry_poll_failures_total";
+    let before = counter(&client, &server, poll_failures).await;
+    wait_until("polls fail while the registry is away", || async {
+        counter(&client, &server, poll_failures).await >= before + 2.0
+    })
+    .await;
+    let traffic = Traffic::start(&client, format!("{}/v2/models/pricing/infer", server.http));
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let (answered, failed) = traffic.finish().await;
+    assert_eq!(failed, 0, "requests failed while the registry was away");
+    assert!(answered > 0);
+    assert_eq!(versions().await, json!(["1"]));
 }
 
 #[tokio::test(flavor = "multi_thread")]
