@@ -49,6 +49,17 @@ fn features() -> Value {
         "data": [3, 2019, 60000, 1.6, 0, 1, 4, 12]}]})
 }
 
+async fn wait_until_pricing_ready(client: &reqwest::Client, server: &Server) {
+    wait_until("the Production version serves", || async {
+        client
+            .get(format!("{}/v2/models/pricing/ready", server.http))
+            .send()
+            .await
+            .is_ok_and(|response| response.status() == StatusCode::OK)
+    })
+    .await;
+}
+
 /// How many of `count` unversioned calls each version answered.
 async fn tally(client: &reqwest::Client, server: &Server, count: usize) -> HashMap<u64, usize> {
     let body = features();
@@ -82,14 +93,7 @@ async fn serving_splits_sticks_and_shadows_as_deployed() {
     let cache = tempfile::tempdir().expect("temporary directory");
     let server = serve_registry(&registry.url, cache.path());
     let client = reqwest::Client::new();
-    wait_until("the Production version serves", || async {
-        client
-            .get(format!("{}/v2/models/pricing/ready", server.http))
-            .send()
-            .await
-            .is_ok_and(|response| response.status() == StatusCode::OK)
-    })
-    .await;
+    wait_until_pricing_ready(&client, &server).await;
     let traffic = Traffic::start(&client, format!("{}/v2/models/pricing/infer", server.http));
 
     // A 90/10 canary.
@@ -217,14 +221,7 @@ async fn concurrent_promotions_end_on_the_last_committed_deployment() {
     let cache = tempfile::tempdir().expect("temporary directory");
     let server = serve_registry(&registry.url, cache.path());
     let client = reqwest::Client::new();
-    wait_until("the Production version serves", || async {
-        client
-            .get(format!("{}/v2/models/pricing/ready", server.http))
-            .send()
-            .await
-            .is_ok_and(|response| response.status() == StatusCode::OK)
-    })
-    .await;
+    wait_until_pricing_ready(&client, &server).await;
 
     // Promotions racing each other, as from several operators or pipelines at once.
     let promotions = (0..24u64).map(|index| {

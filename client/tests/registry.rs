@@ -1,0 +1,423 @@
+//! The client against a real okla-registry in-process (SQLite, local artifacts in a temporary
+//! directory): tracking with batched metrics, artifacts, model registration checked against
+//! the registry's sha256s, stages and aliases, errors, deployments and the fleet's reports.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::Duration;
+
+use okla_client::{
+    Client, ClientOptions, DeploymentSpec, Error, RetryPolicy, Route, Run, RunStatus, Stage,
+    StatusCode,
+};
+use okla_registry::app::{self, AppState};
+use okla_registry::config::RegistryConfig;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// okla-registry serving on a loopback port until dropped or stopped.
+struct Registry {
+    url: String,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<Result<(), String>>>,
+    _directory: tempfile::TempDir,
+}
+
+impl Registry {
+    async fn start() -> Registry {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let database = format!("sqlite:///{}", directory.path().join("okla.db").display());
+        let artifacts = directory.path().join("artifacts");
+        let config =
+            RegistryConfig::for_test(&database, artifacts.to_str().expect("UTF-8 temp path"));
+        let state = AppState::open(&config, &HashMap::new())
+            .await
+            .expect("registry opens its stores");
+        let url = format!("http://{}", listener.local_addr().expect("bound"));
+        let shutdown = CancellationToken::new();
+        let serve = app::serve(state, listener, shutdown.clone());
+        let server = tokio::spawn(async move { serve.await.map_err(|err| format!("{err:#}")) });
+        Registry {
+            url,
+            shutdown,
+            server: Some(server),
+            _directory: directory,
+        }
+    }
+
+    /// Shuts the registry down and waits until it no longer accepts connections.
+    async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("registry task")
+                .expect("registry stops cleanly");
+        }
+    }
+
+    fn client(&self) -> Client {
+        let options = ClientOptions {
+            retry: RetryPolicy {
+                attempts: 2,
+                initial_backoff: Duration::from_millis(10),
+                max_backoff: Duration::from_millis(10),
+            },
+            actor: Some("trainer".to_owned()),
+            ..ClientOptions::default()
+        };
+        Client::with_options(&self.url, options).expect("client")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn new_run(client: &Client, experiment: &str) -> Run {
+    let experiment = client
+        .get_or_create_experiment(experiment)
+        .await
+        .expect("experiment");
+    client
+        .create_run(&experiment, "test-run", &[("team", "pricing")])
+        .await
+        .expect("run")
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Writes `files` (relative path → contents) under a new temporary directory.
+fn model_dir(files: &[(&str, &[u8])]) -> tempfile::TempDir {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    for (path, contents) in files {
+        let path = directory.path().join(path);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, contents).expect("write");
+    }
+    directory
+}
+
+async fn register(client: &Client, model: &str, files: &[(&str, &[u8])]) -> u64 {
+    let run = new_run(client, "models").await;
+    let directory = model_dir(files);
+    let version = client
+        .register_model_dir(model, &run, directory.path())
+        .await
+        .expect("registered");
+    run.end_run(RunStatus::Finished).await.expect("run ended");
+    version.version
+}
+
+#[tokio::test]
+async fn batched_metrics_all_reach_the_registry() {
+    let registry = Registry::start().await;
+    let client = registry.client();
+    let run = new_run(&client, "metrics").await;
+    let metrics = run.metrics();
+    for step in 0..2500 {
+        metrics
+            .log("loss", 1.0 / (step + 1) as f64, step)
+            .await
+            .expect("queued");
+    }
+    metrics.flush().await.expect("flushed");
+
+    let history = client
+        .metric_history(run.id(), "loss")
+        .await
+        .expect("history");
+    let mut steps: Vec<i64> = history.iter().map(|point| point.step).collect();
+    steps.sort_unstable();
+    assert_eq!(steps, (0..2500).collect::<Vec<_>>());
+    assert!(history.iter().all(|point| point.key == "loss"));
+
+    // A diverging loss is logged too: JSON numbers cannot carry these, proto3 strings do.
+    for (step, value) in [(0, f64::NAN), (1, f64::INFINITY), (2, f64::NEG_INFINITY)] {
+        metrics.log("diverged", value, step).await.expect("queued");
+    }
+    metrics
+        .flush()
+        .await
+        .expect("non-finite values are accepted");
+    let mut diverged = client
+        .metric_history(run.id(), "diverged")
+        .await
+        .expect("history");
+    diverged.sort_by_key(|point| point.step);
+    assert!(diverged[0].value.is_nan());
+    assert_eq!(diverged[1].value, f64::INFINITY);
+    assert_eq!(diverged[2].value, f64::NEG_INFINITY);
+
+    run.log_param("alpha", "0.5").await.expect("param");
+    run.set_tag("stage", "test").await.expect("tag");
+    let info = run.end_run(RunStatus::Finished).await.expect("ended");
+    assert_eq!(info.status, RunStatus::Finished);
+    assert!(info.end_time.is_some());
+}
+
+#[tokio::test]
+async fn flush_reports_a_batch_the_registry_never_got() {
+    let mut registry = Registry::start().await;
+    let client = registry.client();
+    let run = new_run(&client, "metrics").await;
+    let metrics = run.metrics();
+    metrics.log("loss", 1.0, 0).await.expect("queued");
+    metrics
+        .flush()
+        .await
+        .expect("flushed while the registry runs");
+
+    registry.stop().await;
+    metrics.log("loss", 0.5, 1).await.expect("queued");
+    let error = metrics.flush().await.expect_err("the registry is gone");
+    assert!(matches!(error, Error::Transport { .. }), "{error:?}");
+    assert!(error.to_string().contains("runs/log-batch"), "{error}");
+    // The error is reported once; nothing was logged since.
+    metrics.flush().await.expect("no new failure");
+}
+
+#[tokio::test]
+async fn registered_files_match_the_registry_sha256s() {
+    let registry = Registry::start().await;
+    let client = registry.client();
+    let weights: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let config = b"[model]\nname = \"pricing\"\n";
+    let run = new_run(&client, "models").await;
+    let directory = model_dir(&[("weights.bin", &weights), ("conf/config.toml", config)]);
+
+    let version = client
+        .register_model_dir("pricing", &run, directory.path())
+        .await
+        .expect("registered");
+    assert_eq!(version.version, 1);
+    assert_eq!(version.current_stage, Stage::None);
+    assert_eq!(version.run_id, run.id());
+    assert_eq!(version.source, format!("{}/model", run.artifact_uri()));
+
+    let recorded: BTreeMap<String, (u64, String)> = client
+        .version_files("pricing", 1)
+        .await
+        .expect("files")
+        .into_iter()
+        .map(|file| (file.path, (file.size, file.sha256)))
+        .collect();
+    let expected: BTreeMap<String, (u64, String)> = [
+        ("conf/config.toml", config.as_slice()),
+        ("weights.bin", weights.as_slice()),
+    ]
+    .into_iter()
+    .map(|(path, bytes)| (path.to_owned(), (bytes.len() as u64, sha256_hex(bytes))))
+    .collect();
+    assert_eq!(recorded, expected);
+
+    let destination = tempfile::tempdir().expect("temporary directory");
+    let downloaded = client
+        .download_file(
+            &format!("{}/model/weights.bin", run.artifact_uri()),
+            &destination.path().join("nested/weights.bin"),
+        )
+        .await
+        .expect("downloaded");
+    assert_eq!(downloaded.sha256, sha256_hex(&weights));
+    assert_eq!(
+        std::fs::read(destination.path().join("nested/weights.bin")).expect("read"),
+        weights
+    );
+}
+
+#[tokio::test]
+async fn a_failed_upload_registers_nothing() {
+    let registry = Registry::start().await;
+    let client = registry.client();
+    let run = new_run(&client, "models").await;
+    let error = client
+        .register_model_dir("ghost", &run, Path::new("/nonexistent/okla-client-test"))
+        .await
+        .expect_err("nothing to upload");
+    assert!(matches!(error, Error::Io { .. }), "{error:?}");
+    let error = client
+        .get_registered_model("ghost")
+        .await
+        .expect_err("not registered");
+    assert_eq!(error.error_code(), Some("RESOURCE_DOES_NOT_EXIST"));
+}
+
+#[tokio::test]
+async fn stages_and_aliases() {
+    let registry = Registry::start().await;
+    let client = registry.client();
+    let version = register(&client, "pricing", &[("model.bin", b"v1")]).await;
+
+    let moved = client
+        .transition_stage("pricing", version, Stage::Production, true)
+        .await
+        .expect("transitioned");
+    assert_eq!(moved.current_stage, Stage::Production);
+
+    client
+        .set_alias("pricing", "champion", version)
+        .await
+        .expect("alias set");
+    let by_alias = client
+        .get_version_by_alias("pricing", "champion")
+        .await
+        .expect("by alias");
+    assert_eq!(by_alias.version, version);
+    assert_eq!(by_alias.current_stage, Stage::Production);
+    assert_eq!(by_alias.aliases, vec!["champion".to_owned()]);
+
+    let model = client.get_registered_model("pricing").await.expect("model");
+    assert_eq!(model.aliases.len(), 1);
+    assert_eq!(model.aliases[0].version, version);
+
+    let found = client
+        .search_model_versions("name = 'pricing'")
+        .await
+        .expect("search");
+    assert_eq!(
+        found.iter().map(|found| found.version).collect::<Vec<_>>(),
+        vec![version]
+    );
+
+    client
+        .delete_alias("pricing", "champion")
+        .await
+        .expect("alias deleted");
+    let error = client
+        .get_version_by_alias("pricing", "champion")
+        .await
+        .expect_err("alias gone");
+    assert_eq!(error.error_code(), Some("INVALID_PARAMETER_VALUE"));
+}
+
+#[tokio::test]
+async fn refusals_carry_the_registry_error_code() {
+    let registry = Registry::start().await;
+    let client = registry.client();
+    let error = client
+        .get_registered_model("missing")
+        .await
+        .expect_err("no such model");
+    match &error {
+        Error::Api {
+            status, error_code, ..
+        } => {
+            assert_eq!(*status, StatusCode::NOT_FOUND);
+            assert_eq!(error_code, "RESOURCE_DOES_NOT_EXIST");
+        }
+        other => panic!("expected Error::Api, got {other:?}"),
+    }
+    let shown = error.to_string();
+    assert!(shown.contains("registered-models/get"), "{shown}");
+    assert!(shown.contains("missing"), "{shown}");
+    assert!(!shown.contains('\n'), "{shown}");
+}
+
+#[tokio::test]
+async fn deployments_round_trip() {
+    let registry = Registry::start().await;
+    let client = registry.client();
+    let v1 = register(&client, "pricing", &[("model.bin", b"v1")]).await;
+    let v2 = register(&client, "pricing", &[("model.bin", b"v2")]).await;
+    assert_eq!((v1, v2), (1, 2));
+
+    let initial = client.get_deployment("pricing").await.expect("deployment");
+    assert_eq!(initial.source, "none");
+    let spec = DeploymentSpec {
+        routes: vec![
+            Route {
+                version: v1,
+                weight: 90,
+            },
+            Route {
+                version: v2,
+                weight: 10,
+            },
+        ],
+        comment: Some("canary v2".to_owned()),
+        ..DeploymentSpec::default()
+    };
+    let put = client
+        .put_deployment("pricing", &spec, Some(initial.revision))
+        .await
+        .expect("deployment set");
+    assert_eq!(put.source, "explicit");
+    assert_eq!(put.revision, initial.revision + 1);
+    assert_eq!(put.routes, spec.routes);
+    assert_eq!(put.updated_by.as_deref(), Some("trainer"));
+    assert_eq!(client.get_deployment("pricing").await.expect("read"), put);
+
+    let stale = client
+        .put_deployment("pricing", &spec, Some(initial.revision))
+        .await
+        .expect_err("stale revision");
+    assert_eq!(stale.error_code(), Some("RESOURCE_CONFLICT"));
+
+    let rolled_back = client
+        .rollback("pricing", Some(v1), "v2 regressed")
+        .await
+        .expect("rolled back");
+    assert_eq!(
+        rolled_back.routes,
+        vec![Route {
+            version: v1,
+            weight: 100
+        }]
+    );
+    assert_eq!(rolled_back.revision, put.revision + 1);
+}
+
+#[tokio::test]
+async fn waits_until_every_fresh_node_serves_the_version() {
+    let registry = Registry::start().await;
+    let client = registry.client();
+    let version = register(&client, "pricing", &[("model.bin", b"v1")]).await;
+
+    let error = client
+        .wait_until_served("pricing", version, Duration::ZERO)
+        .await
+        .expect_err("no node yet");
+    assert!(matches!(error, Error::Timeout { .. }), "{error:?}");
+
+    let report = |node: &str, state: &str| {
+        let body = serde_json::json!({
+            "http_url": format!("http://{node}:8000"),
+            "report_seconds": 60,
+            "models": [{"model": "pricing", "versions": [{"version": version, "state": state}]}],
+        });
+        let url = format!("{}/api/okla/v1/nodes/{node}", registry.url);
+        async move {
+            let response = reqwest::Client::new()
+                .put(url)
+                .json(&body)
+                .send()
+                .await
+                .expect("report sent");
+            assert!(response.status().is_success(), "{}", response.status());
+        }
+    };
+    report("node-a", "serving").await;
+    report("node-b", "loading").await;
+    let error = client
+        .wait_until_served("pricing", version, Duration::ZERO)
+        .await
+        .expect_err("node-b still loading");
+    assert!(error.to_string().contains("node-b (loading)"), "{error}");
+
+    report("node-b", "serving").await;
+    let nodes = client
+        .wait_until_served("pricing", version, Duration::from_secs(30))
+        .await
+        .expect("served everywhere");
+    let mut ids: Vec<&str> = nodes.iter().map(|node| node.node_id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["node-a", "node-b"]);
+}
