@@ -21,6 +21,10 @@ use crate::tracking::Run;
 /// Files of a directory uploaded at once by [`Client::upload_dir`].
 const UPLOAD_CONCURRENCY: usize = 4;
 
+/// Told the size of each chunk of an upload as it is read to be sent: for a progress bar. A
+/// retried file's bytes are told again. Called from the upload tasks, several at once.
+pub type UploadProgress = Arc<dyn Fn(u64) + Send + Sync>;
+
 /// A file sent to or received from the artifact store: where, how big, and its sha256.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TransferredFile {
@@ -42,10 +46,21 @@ impl Client {
         local_path: &Path,
         artifact_path: &str,
     ) -> Result<TransferredFile> {
+        self.upload_file_reporting(run, local_path, artifact_path, None)
+            .await
+    }
+
+    async fn upload_file_reporting(
+        &self,
+        run: &Run,
+        local_path: &Path,
+        artifact_path: &str,
+        progress: Option<&UploadProgress>,
+    ) -> Result<TransferredFile> {
         let relative = relative_artifact_path(artifact_path)?;
         let url = self.artifact_url(run.artifact_uri(), &relative)?;
         self.retrying(Idempotency::Idempotent, || {
-            self.put_file(url.clone(), local_path, &relative)
+            self.put_file(url.clone(), local_path, &relative, progress.cloned())
         })
         .await
     }
@@ -55,6 +70,7 @@ impl Client {
         url: Url,
         local_path: &Path,
         relative: &str,
+        progress: Option<UploadProgress>,
     ) -> Result<TransferredFile> {
         let file = tokio::fs::File::open(local_path)
             .await
@@ -65,6 +81,9 @@ impl Client {
             if let Ok(mut state) = hashing.lock() {
                 state.0.update(chunk);
                 state.1 += chunk.len() as u64;
+            }
+            if let Some(progress) = &progress {
+                progress(chunk.len() as u64);
             }
         });
         let content_type = mime_type(relative);
@@ -93,6 +112,18 @@ impl Client {
         local_dir: &Path,
         artifact_path: &str,
     ) -> Result<Vec<TransferredFile>> {
+        self.upload_dir_reporting(run, local_dir, artifact_path, None)
+            .await
+    }
+
+    /// [`Client::upload_dir`], telling `progress` about every chunk sent.
+    pub async fn upload_dir_reporting(
+        &self,
+        run: &Run,
+        local_dir: &Path,
+        artifact_path: &str,
+        progress: Option<UploadProgress>,
+    ) -> Result<Vec<TransferredFile>> {
         let prefix = if artifact_path.trim_matches('/').is_empty() {
             String::new()
         } else {
@@ -102,7 +133,11 @@ impl Client {
         let mut uploaded: Vec<TransferredFile> = futures::stream::iter(files)
             .map(|(local, relative)| {
                 let destination = format!("{prefix}{relative}");
-                async move { self.upload_file(run, &local, &destination).await }
+                let progress = progress.as_ref();
+                async move {
+                    self.upload_file_reporting(run, &local, &destination, progress)
+                        .await
+                }
             })
             .buffer_unordered(UPLOAD_CONCURRENCY)
             .try_collect()

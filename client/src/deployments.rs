@@ -55,7 +55,7 @@ pub struct DeploymentSpec {
 /// A model's effective deployment. `source` says where it comes from: `explicit` (set with
 /// [`Client::put_deployment`]), `champion` (the alias), `production` (the latest Production
 /// version), or `none` (no routes: the fleet serves nothing of the model).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deployment {
     pub name: String,
     pub source: String,
@@ -76,7 +76,7 @@ pub struct Deployment {
 }
 
 /// A serving node's latest report.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     pub node_id: String,
     #[serde(default)]
@@ -93,7 +93,7 @@ pub struct Node {
 }
 
 /// What a node serves of one model.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeModel {
     pub model: String,
     /// The deployment revision the node follows.
@@ -104,7 +104,7 @@ pub struct NodeModel {
 }
 
 /// A version on a node: `state` is `loading`, `serving` or `failed`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeVersion {
     pub version: u64,
     pub state: String,

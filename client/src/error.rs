@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use reqwest::StatusCode;
+/// A gRPC status code, as in [`Error::Grpc`].
+pub use tonic::Code as GrpcCode;
 
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -30,6 +32,23 @@ pub enum Error {
         url: String,
         #[source]
         source: reqwest::Error,
+    },
+    /// A gRPC server (okla-serving's `--grpc-port`) could not be connected to.
+    #[error("{url}: {}", chain(source))]
+    Connect {
+        url: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+    /// A gRPC call about `model` failed with `code` (`NOT_FOUND` for an unknown model or
+    /// version, `INVALID_ARGUMENT` for inputs that do not match its signature, `UNAVAILABLE`
+    /// when the server cannot be reached or the model is not ready, ...) and the server's
+    /// message.
+    #[error("predict with model '{model}' failed: {}: {message}", grpc_code_name(*code))]
+    Grpc {
+        model: String,
+        code: GrpcCode,
+        message: String,
     },
     /// A local file or directory could not be read or written.
     #[error("{}: {source}", path.display())]
@@ -68,6 +87,14 @@ impl Error {
         }
     }
 
+    /// The gRPC status code, if a gRPC call failed.
+    pub fn grpc_code(&self) -> Option<GrpcCode> {
+        match self {
+            Error::Grpc { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
     /// Whether an idempotent call that failed this way is worth repeating: the request never
     /// got an answer, or the registry answered 5xx or 429.
     pub(crate) fn is_retryable(&self) -> bool {
@@ -87,11 +114,47 @@ impl Error {
         }
     }
 
+    pub(crate) fn grpc(model: &str, status: tonic::Status) -> Error {
+        // A status made on this side (no connection, say) has its cause only in its source.
+        let message = match std::error::Error::source(&status) {
+            Some(source) => format!("{}: {}", status.message(), chain(source)),
+            None => status.message().to_owned(),
+        };
+        Error::Grpc {
+            model: model.to_owned(),
+            code: status.code(),
+            message,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         Error::Io {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// A gRPC code's name as the protocol spells it (`NOT_FOUND`).
+fn grpc_code_name(code: GrpcCode) -> &'static str {
+    match code {
+        GrpcCode::Ok => "OK",
+        GrpcCode::Cancelled => "CANCELLED",
+        GrpcCode::Unknown => "UNKNOWN",
+        GrpcCode::InvalidArgument => "INVALID_ARGUMENT",
+        GrpcCode::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        GrpcCode::NotFound => "NOT_FOUND",
+        GrpcCode::AlreadyExists => "ALREADY_EXISTS",
+        GrpcCode::PermissionDenied => "PERMISSION_DENIED",
+        GrpcCode::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        GrpcCode::FailedPrecondition => "FAILED_PRECONDITION",
+        GrpcCode::Aborted => "ABORTED",
+        GrpcCode::OutOfRange => "OUT_OF_RANGE",
+        GrpcCode::Unimplemented => "UNIMPLEMENTED",
+        GrpcCode::Internal => "INTERNAL",
+        GrpcCode::Unavailable => "UNAVAILABLE",
+        GrpcCode::DataLoss => "DATA_LOSS",
+        GrpcCode::Unauthenticated => "UNAUTHENTICATED",
     }
 }
 

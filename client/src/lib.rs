@@ -15,6 +15,9 @@
 //! - **Deployments**: [`Client::get_deployment`], [`Client::put_deployment`],
 //!   [`Client::rollback`], the fleet's reports with [`Client::nodes`], and
 //!   [`Client::wait_until_served`].
+//! - **Predictions** from okla-serving (or any KServe V2 server) over gRPC: a [`Predictor`]
+//!   per server, [`Predictor::predict`] with [`InputTensor`]s, answered by a [`Prediction`]
+//!   naming the version that answered; [`Predictor::with_routing_key`] for sticky deployments.
 //!
 //! Versions are `u64` here (MLflow sends them as strings). Every failure is an [`Error`]; a
 //! registry refusal is [`Error::Api`] with MLflow's `error_code`. GETs and artifact PUTs are
@@ -48,17 +51,21 @@ mod deployments;
 mod error;
 mod http;
 mod metrics;
+mod predict;
 mod registry;
+mod search;
 mod tracking;
 mod wire;
 
-pub use artifacts::TransferredFile;
+pub use artifacts::{TransferredFile, UploadProgress};
 pub use deployments::{
     CanaryGate, Deployment, DeploymentSpec, Node, NodeModel, NodeVersion, Route, Sticky,
 };
-pub use error::{Error, Result, StatusCode};
+pub use error::{Error, GrpcCode, Result, StatusCode};
 pub use http::{Client, ClientOptions, RetryPolicy};
 pub use metrics::{FLUSH_INTERVAL, MAX_METRICS_PER_BATCH, MetricLogger};
+pub use predict::{InputTensor, OutputTensor, Prediction, Predictor, TensorValues};
 pub use registry::{Alias, MODEL_ARTIFACT_PATH, ModelVersion, RegisteredModel, Stage, VersionFile};
+pub use search::{Experiment, RunData, RunDetails, RunQuery, name_contains_filter};
 pub use tracking::{ExperimentId, Metric, Run, RunInfo, RunStatus};
 pub use wire::KeyValue;

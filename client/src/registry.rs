@@ -8,7 +8,7 @@ use std::path::Path;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::artifacts::TransferredFile;
+use crate::artifacts::{TransferredFile, UploadProgress};
 use crate::error::{Error, Result};
 use crate::http::Client;
 use crate::tracking::Run;
@@ -41,7 +41,7 @@ impl fmt::Display for Stage {
 }
 
 /// A registered model's version.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelVersion {
     pub name: String,
     #[serde(deserialize_with = "crate::wire::version")]
@@ -66,7 +66,7 @@ pub struct ModelVersion {
 }
 
 /// An alias and the version it names.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Alias {
     pub alias: String,
     #[serde(deserialize_with = "crate::wire::version")]
@@ -74,7 +74,7 @@ pub struct Alias {
 }
 
 /// A registered model, with the latest version in each stage and its aliases.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RegisteredModel {
     pub name: String,
     #[serde(default)]
@@ -88,7 +88,7 @@ pub struct RegisteredModel {
 }
 
 /// One file of a model version as the registry recorded it when the version was created.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VersionFile {
     /// Relative to the version's source.
     pub path: String,
@@ -119,7 +119,21 @@ impl Client {
         run: &Run,
         local_dir: &Path,
     ) -> Result<ModelVersion> {
-        let uploaded = self.upload_dir(run, local_dir, MODEL_ARTIFACT_PATH).await?;
+        self.register_model_dir_reporting(model_name, run, local_dir, None)
+            .await
+    }
+
+    /// [`Client::register_model_dir`], telling `progress` about every chunk uploaded.
+    pub async fn register_model_dir_reporting(
+        &self,
+        model_name: &str,
+        run: &Run,
+        local_dir: &Path,
+        progress: Option<UploadProgress>,
+    ) -> Result<ModelVersion> {
+        let uploaded = self
+            .upload_dir_reporting(run, local_dir, MODEL_ARTIFACT_PATH, progress)
+            .await?;
         if uploaded.is_empty() {
             return Err(Error::Invalid(format!(
                 "{} holds no files to register",

@@ -37,7 +37,7 @@ pub enum RunStatus {
 }
 
 /// What the registry keeps about a run (MLflow's `RunInfo`, the fields this crate uses).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunInfo {
     pub run_id: String,
     pub experiment_id: ExperimentId,
@@ -55,10 +55,13 @@ pub struct RunInfo {
 }
 
 /// One point of a metric's history.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
     pub key: String,
-    #[serde(deserialize_with = "crate::wire::double")]
+    #[serde(
+        deserialize_with = "crate::wire::double",
+        serialize_with = "crate::wire::serialize_double"
+    )]
     pub value: f64,
     #[serde(default)]
     pub timestamp: i64,

@@ -2,82 +2,16 @@
 //! directory): tracking with batched metrics, artifacts, model registration checked against
 //! the registry's sha256s, stages and aliases, errors, deployments and the fleet's reports.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use okla_client::{
-    Client, ClientOptions, DeploymentSpec, Error, RetryPolicy, Route, Run, RunStatus, Stage,
-    StatusCode,
-};
-use okla_registry::app::{self, AppState};
-use okla_registry::config::RegistryConfig;
+use okla_client::{Client, DeploymentSpec, Error, Route, Run, RunStatus, Stage, StatusCode};
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-/// okla-registry serving on a loopback port until dropped or stopped.
-struct Registry {
-    url: String,
-    shutdown: CancellationToken,
-    server: Option<JoinHandle<Result<(), String>>>,
-    _directory: tempfile::TempDir,
-}
+mod common;
 
-impl Registry {
-    async fn start() -> Registry {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let directory = tempfile::tempdir().expect("temporary directory");
-        let database = format!("sqlite:///{}", directory.path().join("okla.db").display());
-        let artifacts = directory.path().join("artifacts");
-        let config =
-            RegistryConfig::for_test(&database, artifacts.to_str().expect("UTF-8 temp path"));
-        let state = AppState::open(&config, &HashMap::new())
-            .await
-            .expect("registry opens its stores");
-        let url = format!("http://{}", listener.local_addr().expect("bound"));
-        let shutdown = CancellationToken::new();
-        let serve = app::serve(state, listener, shutdown.clone());
-        let server = tokio::spawn(async move { serve.await.map_err(|err| format!("{err:#}")) });
-        Registry {
-            url,
-            shutdown,
-            server: Some(server),
-            _directory: directory,
-        }
-    }
-
-    /// Shuts the registry down and waits until it no longer accepts connections.
-    async fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(server) = self.server.take() {
-            server
-                .await
-                .expect("registry task")
-                .expect("registry stops cleanly");
-        }
-    }
-
-    fn client(&self) -> Client {
-        let options = ClientOptions {
-            retry: RetryPolicy {
-                attempts: 2,
-                initial_backoff: Duration::from_millis(10),
-                max_backoff: Duration::from_millis(10),
-            },
-            actor: Some("trainer".to_owned()),
-            ..ClientOptions::default()
-        };
-        Client::with_options(&self.url, options).expect("client")
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
+use common::{Registry, model_dir};
 
 async fn new_run(client: &Client, experiment: &str) -> Run {
     let experiment = client
@@ -92,17 +26,6 @@ async fn new_run(client: &Client, experiment: &str) -> Run {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
-}
-
-/// Writes `files` (relative path → contents) under a new temporary directory.
-fn model_dir(files: &[(&str, &[u8])]) -> tempfile::TempDir {
-    let directory = tempfile::tempdir().expect("temporary directory");
-    for (path, contents) in files {
-        let path = directory.path().join(path);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, contents).expect("write");
-    }
-    directory
 }
 
 async fn register(client: &Client, model: &str, files: &[(&str, &[u8])]) -> u64 {

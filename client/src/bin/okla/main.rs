@@ -1,0 +1,128 @@
+//! `okla`: the command line of the OKLA platform: experiments, runs, models, versions, pushing
+//! a model directory, deployments, and predictions. Commands live in `okla/`, one file per group.
+//!
+//! Exit codes: 0 done, 1 the registry refused or a local failure, 2 a usage error (clap's),
+//! 3 the registry could not be reached.
+
+/// `println!` that ignores a closed stdout (`okla models list | head -1`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+mod deploy;
+mod experiments;
+mod models;
+mod output;
+mod predict;
+mod push;
+mod runs;
+mod versions;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use okla_client::{Client, ClientOptions};
+
+/// Command line of the OKLA model registry.
+#[derive(Debug, Parser)]
+#[command(name = "okla", version, about)]
+struct Cli {
+    /// The registry's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "OKLA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:5000"
+    )]
+    registry: String,
+    /// Print the answers as JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Who the registry records in a model's history.
+    #[arg(long, global = true, env = "OKLA_ACTOR")]
+    actor: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Experiments.
+    #[command(subcommand)]
+    Experiments(experiments::Command),
+    /// Runs: list and compare.
+    #[command(subcommand)]
+    Runs(runs::Command),
+    /// Registered models.
+    #[command(subcommand)]
+    Models(models::Command),
+    /// Model versions: show, stage, alias.
+    #[command(subcommand)]
+    Versions(versions::Command),
+    /// Upload a model directory from a new run and register it as a new version.
+    Push(push::Args),
+    /// A model's deployment: status, canary, promote, rollback.
+    Deploy(deploy::Args),
+    /// Ask okla-serving for a prediction (KServe V2 over gRPC).
+    Predict(predict::Args),
+}
+
+/// What every command gets: the client and how to print.
+pub(crate) struct Context {
+    pub(crate) client: Client,
+    pub(crate) json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let registry = cli.registry.clone();
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let (message, code) = output::describe_error(&error, &registry);
+            eprintln!("error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let options = ClientOptions {
+        actor: cli.actor,
+        ..ClientOptions::default()
+    };
+    let context = Context {
+        client: Client::with_options(&cli.registry, options)?,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Experiments(command) => experiments::run(&context, command).await,
+        Command::Runs(command) => runs::run(&context, command).await,
+        Command::Models(command) => models::run(&context, command).await,
+        Command::Versions(command) => versions::run(&context, command).await,
+        Command::Push(args) => push::run(&context, args).await,
+        Command::Deploy(args) => deploy::run(&context, args).await,
+        Command::Predict(args) => predict::run(&context, args).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}
