@@ -120,6 +120,15 @@ pub struct NodeVersion {
 
 impl Node {
     /// The state this node reports for `model`'s `version`, if it reports one.
+    /// The deployment revision the node follows for `model`, if it reports one.
+    pub fn model_revision(&self, model: &str) -> Option<u64> {
+        self.models
+            .iter()
+            .find(|reported| reported.model == model)
+            .and_then(|reported| reported.revision)
+            .and_then(|revision| u64::try_from(revision).ok())
+    }
+
     pub fn version_state(&self, model: &str, version: u64) -> Option<&str> {
         self.models
             .iter()
@@ -217,6 +226,10 @@ impl Client {
         timeout: Duration,
     ) -> Result<Vec<Node>> {
         let started = Instant::now();
+        // Under an explicit deployment a node must also follow its current revision: a canary
+        // version already serving does not mean the node has switched to its promotion.
+        let deployment = self.get_deployment(model).await?;
+        let revision = (deployment.source == "explicit").then_some(deployment.revision);
         loop {
             let fresh: Vec<Node> = self
                 .nodes(model)
@@ -226,10 +239,21 @@ impl Client {
                 .collect();
             let waiting: Vec<String> = fresh
                 .iter()
-                .filter(|node| node.version_state(model, version) != Some("serving"))
+                .filter(|node| {
+                    node.version_state(model, version) != Some("serving")
+                        || node.model_revision(model) < revision
+                })
                 .map(|node| {
                     let state = node.version_state(model, version).unwrap_or("absent");
-                    format!("{} ({state})", node.node_id)
+                    match (node.model_revision(model), revision) {
+                        (Some(seen), Some(wanted)) if seen < wanted => {
+                            format!("{} ({state}, revision {seen} of {wanted})", node.node_id)
+                        }
+                        (None, Some(wanted)) => {
+                            format!("{} ({state}, not yet on revision {wanted})", node.node_id)
+                        }
+                        _ => format!("{} ({state})", node.node_id),
+                    }
                 })
                 .collect();
             if waiting.is_empty() && !fresh.is_empty() {

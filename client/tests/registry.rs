@@ -343,4 +343,41 @@ async fn waits_until_every_fresh_node_serves_the_version() {
     let mut ids: Vec<&str> = nodes.iter().map(|node| node.node_id.as_str()).collect();
     ids.sort_unstable();
     assert_eq!(ids, ["node-a", "node-b"]);
+
+    // Under an explicit deployment, serving the version is not enough: each node must follow
+    // the deployment's revision.
+    let spec = DeploymentSpec {
+        routes: vec![Route {
+            version,
+            weight: 100,
+        }],
+        ..DeploymentSpec::default()
+    };
+    let deployment = client
+        .put_deployment("pricing", &spec, None)
+        .await
+        .expect("deployed");
+    let error = client
+        .wait_until_served("pricing", version, Duration::ZERO)
+        .await
+        .expect_err("nodes report no revision yet");
+    assert!(error.to_string().contains("not yet on revision"), "{error}");
+    for node in ["node-a", "node-b"] {
+        let body = serde_json::json!({
+            "report_seconds": 60,
+            "models": [{"model": "pricing", "revision": deployment.revision,
+                        "versions": [{"version": version, "state": "serving"}]}],
+        });
+        let response = reqwest::Client::new()
+            .put(format!("{}/api/okla/v1/nodes/{node}", registry.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("report sent");
+        assert!(response.status().is_success());
+    }
+    client
+        .wait_until_served("pricing", version, Duration::ZERO)
+        .await
+        .expect("every node follows the revision");
 }

@@ -135,3 +135,71 @@ async fn mlflow_client_workflow_on_postgresql_and_s3() {
         std::panic::resume_unwind(panic);
     }
 }
+
+/// The example training scripts log their run and register their ONNX export with the mlflow
+/// client (`--register`), as README tells a data scientist to.
+#[tokio::test(flavor = "multi_thread")]
+async fn example_training_scripts_register_their_models() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let registry = start_registry(
+        &format!("sqlite:///{}", directory.path().join("okla.db").display()),
+        directory
+            .path()
+            .join("artifacts")
+            .to_str()
+            .expect("utf-8 path"),
+        &[],
+    );
+    for (script, model) in [
+        ("train_pricing.py", "pricing"),
+        ("train_lead_scoring.py", "lead_scoring"),
+    ] {
+        let output = Command::new(required_env("OKLA_TEST_PYTHON"))
+            .arg(workspace_root().join("examples").join(script))
+            .args(["--register", model, "--out"])
+            .arg(directory.path().join(format!("{model}.onnx")))
+            .env("MLFLOW_TRACKING_URI", &registry.url)
+            .output()
+            .expect("python runs");
+        assert!(
+            output.status.success(),
+            "{script} failed\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+
+        let http = reqwest::Client::new();
+        let alias: serde_json::Value = http
+            .get(format!(
+                "{}/api/2.0/mlflow/registered-models/alias",
+                registry.url
+            ))
+            .query(&[("name", model), ("alias", "champion")])
+            .send()
+            .await
+            .expect("registry answers")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(alias["model_version"]["version"], "1", "{alias}");
+        let files: serde_json::Value = http
+            .get(format!(
+                "{}/api/okla/v1/models/{model}/versions/1/files",
+                registry.url
+            ))
+            .send()
+            .await
+            .expect("registry answers")
+            .json()
+            .await
+            .expect("JSON");
+        assert!(
+            files["files"]
+                .as_array()
+                .expect("files")
+                .iter()
+                .any(|file| file["path"] == "model.onnx"),
+            "{files}"
+        );
+    }
+}
