@@ -197,6 +197,59 @@ impl Client {
     }
 
     /// The size and sha256 of every file of a version, as recorded when it was created.
+    /// Downloads every file of a model version into `dest`, each streamed and checked against
+    /// the size and sha256 the registry recorded when the version was created. A file whose
+    /// bytes differ is removed and reported as [`Error::Integrity`]; a path that would leave
+    /// `dest` is refused.
+    pub async fn download_model_version(
+        &self,
+        name: &str,
+        version: u64,
+        dest: &Path,
+    ) -> Result<Vec<TransferredFile>> {
+        #[derive(Deserialize)]
+        struct Answer {
+            artifact_uri: String,
+        }
+        let number = version.to_string();
+        let location: Answer = self
+            .get_json(
+                self.mlflow("model-versions/get-download-uri"),
+                &[("name", name), ("version", &number)],
+            )
+            .await?;
+        let mut downloaded = Vec::new();
+        for file in self.version_files(name, version).await? {
+            let relative = Path::new(&file.path);
+            if file.path.is_empty()
+                || relative.is_absolute()
+                || relative
+                    .components()
+                    .any(|part| !matches!(part, std::path::Component::Normal(_)))
+            {
+                return Err(Error::Invalid(format!(
+                    "the registry lists an unsafe file path '{}' for {name} version {version}",
+                    file.path
+                )));
+            }
+            let target = dest.join(relative);
+            let source = self
+                .artifact_url(&location.artifact_uri, &file.path)?
+                .to_string();
+            let got = self.download_file(&source, &target).await?;
+            if got.size != file.size || !got.sha256.eq_ignore_ascii_case(&file.sha256) {
+                let _ = tokio::fs::remove_file(&target).await;
+                return Err(Error::Integrity {
+                    path: target.display().to_string(),
+                    expected: describe(file.size, &file.sha256),
+                    actual: describe(got.size, &got.sha256),
+                });
+            }
+            downloaded.push(got);
+        }
+        Ok(downloaded)
+    }
+
     pub async fn version_files(&self, name: &str, version: u64) -> Result<Vec<VersionFile>> {
         #[derive(Deserialize)]
         struct Answer {
@@ -307,7 +360,6 @@ fn check_files(
     name: &str,
     version: u64,
 ) -> Result<()> {
-    let describe = |size: u64, sha256: &str| format!("{size} bytes, sha256 {sha256}");
     let shown = |path: &str| format!("{name} version {version}: {path}");
     let mut recorded: BTreeMap<&str, &VersionFile> = recorded
         .iter()
@@ -417,4 +469,9 @@ mod tests {
         let alias: Alias = serde_json::from_str(r#"{"alias": "a", "version": 4}"#).unwrap();
         assert_eq!(alias.version, 4);
     }
+}
+
+/// A file's identity as the integrity errors show it.
+fn describe(size: u64, sha256: &str) -> String {
+    format!("{size} bytes, sha256 {sha256}")
 }

@@ -154,6 +154,22 @@ async fn registered_files_match_the_registry_sha256s() {
         std::fs::read(destination.path().join("nested/weights.bin")).expect("read"),
         weights
     );
+
+    // The whole version, each file checked against the registry's record.
+    let version_dir = destination.path().join("pricing-1");
+    let files = client
+        .download_model_version("pricing", 1, &version_dir)
+        .await
+        .expect("version downloaded");
+    assert_eq!(files.len(), 2);
+    assert_eq!(
+        std::fs::read(version_dir.join("conf/config.toml")).expect("read"),
+        config
+    );
+    assert_eq!(
+        std::fs::read(version_dir.join("weights.bin")).expect("read"),
+        weights
+    );
 }
 
 #[tokio::test]
