@@ -400,6 +400,11 @@ fn check_files(
     Ok(())
 }
 
+/// A file's identity as the integrity errors show it.
+fn describe(size: u64, sha256: &str) -> String {
+    format!("{size} bytes, sha256 {sha256}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,9 +474,4 @@ mod tests {
         let alias: Alias = serde_json::from_str(r#"{"alias": "a", "version": 4}"#).unwrap();
         assert_eq!(alias.version, 4);
     }
-}
-
-/// A file's identity as the integrity errors show it.
-fn describe(size: u64, sha256: &str) -> String {
-    format!("{size} bytes, sha256 {sha256}")
 }
