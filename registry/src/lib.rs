@@ -12,3 +12,4 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod store;
+pub mod ui;

@@ -12,6 +12,7 @@ mod logged_models;
 mod model_registry;
 mod nodes;
 mod okla;
+mod series;
 mod tracking;
 mod wire;
 
@@ -54,6 +55,10 @@ pub fn router(state: AppState) -> Router {
             "/api/okla/v1/models/{name}/history",
             get(okla::model_history),
         )
+        .route(
+            "/api/okla/v1/runs/{run_id}/metrics/{key}/series",
+            get(series::metric_series),
+        )
         .route("/api/okla/v1/events", get(events::list))
         .route("/api/okla/v1/deployments", get(deployments::list))
         .route(
@@ -71,6 +76,7 @@ pub fn router(state: AppState) -> Router {
             "/api/okla/v1/nodes/{node_id}",
             get(nodes::get).put(nodes::put).delete(nodes::delete),
         )
+        .merge(crate::ui::routes())
         .fallback(endpoint_not_found)
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .layer(CatchPanicLayer::custom(panic_response))

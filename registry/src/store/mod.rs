@@ -6,7 +6,9 @@ pub mod logged_models;
 pub mod model_registry;
 pub mod nodes;
 pub mod outbox;
+mod overview;
 pub mod search_sql;
+pub mod series;
 mod statistics;
 pub mod tracking;
 

@@ -10,6 +10,8 @@ mod deployments;
 mod http_api;
 mod nodes;
 mod outbox;
+mod series;
 mod statistics;
 mod store_conformance;
 mod tidy;
+mod ui;

@@ -1,0 +1,56 @@
+//! Read-only summaries the web UI shows beside the API's entities: run counts per experiment and
+//! each metric's range over its whole history. Nothing here writes.
+
+use std::collections::HashMap;
+
+use super::{IN_LIST_CHUNK, Store, get_f64, get_i64, get_text, placeholders};
+use crate::error::Result;
+
+impl Store {
+    /// How many active runs each of `experiment_ids` holds (experiments without runs are absent).
+    pub async fn count_active_runs(&self, experiment_ids: &[i64]) -> Result<HashMap<i64, i64>> {
+        let mut counts = HashMap::new();
+        for chunk in experiment_ids.chunks(IN_LIST_CHUNK) {
+            let sql = format!(
+                "SELECT experiment_id, COUNT(*) AS run_count FROM runs \
+                 WHERE lifecycle_stage = 'active' AND experiment_id IN ({}) GROUP BY experiment_id",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(*id);
+            }
+            for row in query.fetch_all(&self.reader).await? {
+                counts.insert(get_i64(&row, "experiment_id")?, get_i64(&row, "run_count")?);
+            }
+        }
+        Ok(counts)
+    }
+
+    /// The smallest and largest logged value of every metric of `run_ids`, from the metric
+    /// history (NaN points left out), keyed by `(run_id, key)`.
+    pub async fn metric_ranges(
+        &self,
+        run_ids: &[String],
+    ) -> Result<HashMap<(String, String), (f64, f64)>> {
+        let mut ranges = HashMap::new();
+        for chunk in run_ids.chunks(IN_LIST_CHUNK) {
+            let sql = format!(
+                "SELECT run_uuid, key, MIN(value) AS min_value, MAX(value) AS max_value FROM metrics \
+                 WHERE is_nan = 0 AND run_uuid IN ({}) GROUP BY run_uuid, key",
+                placeholders(1, chunk.len())
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&self.reader).await? {
+                ranges.insert(
+                    (get_text(&row, "run_uuid")?, get_text(&row, "key")?),
+                    (get_f64(&row, "min_value")?, get_f64(&row, "max_value")?),
+                );
+            }
+        }
+        Ok(ranges)
+    }
+}

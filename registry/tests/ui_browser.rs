@@ -1,0 +1,452 @@
+//! End to end in headless Chromium: runs logged with the official `mlflow` client
+//! (`ui_runs.py`) are found through the web UI, selected, compared, charted and escaped.
+//!
+//! Needs `OKLA_TEST_PYTHON` (the venv with `mlflow`) and `OKLA_TEST_CHROMEDRIVER`
+//! (`/usr/bin/chromedriver`, Chromium at `/usr/bin/chromium`); `scripts/test` provides both.
+//! A screenshot of the compare page is left in `target/ui-screenshots/compare.png`.
+
+use std::collections::BTreeSet;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::json;
+
+mod common;
+
+use common::RegistryProcess;
+
+const EXPERIMENT: &str = "ui-e2e";
+const HOSTILE_RUN_NAME: &str = "<script>alert(1)</script>";
+const ESCAPED_RUN_NAME: &str = "&lt;script&gt;alert(1)&lt;/script&gt;";
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// How long a page element may take to appear (charts: `data-rendered="true"`).
+const WAIT: Duration = Duration::from_secs(10);
+
+fn required_env(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is unset; run the tests with `bash scripts/test`"))
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("registry/ sits in the workspace")
+        .to_owned()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// `chromedriver` on a free port, in its own process group; dropping it (also while a failed
+/// assertion unwinds) kills the group, so no Chromium outlives the test.
+struct ChromeDriver {
+    child: Child,
+    url: String,
+}
+
+impl ChromeDriver {
+    fn start() -> ChromeDriver {
+        let binary = required_env("OKLA_TEST_CHROMEDRIVER");
+        let port = free_port();
+        let child = Command::new(&binary)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap_or_else(|error| panic!("{binary} starts: {error}"));
+        let driver = ChromeDriver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on port {port} within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        driver
+    }
+}
+
+impl Drop for ChromeDriver {
+    fn drop(&mut self) {
+        // The process group holds chromedriver and the browser it started. Signalled through
+        // killpg, never a `kill` command line, where a mis-parsed `-PID` means every process.
+        if let Ok(id) = i32::try_from(self.child.id())
+            && id > 1
+        {
+            let _ = killpg(Pid::from_raw(id), Signal::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A headless Chromium session with the flags this closed network needs (SETUP.md).
+async fn open_browser(driver: &ChromeDriver, profile: &Path) -> Client {
+    let mut capabilities = serde_json::Map::new();
+    capabilities.insert("browserName".into(), json!("chrome"));
+    // An alert stays open instead of being dismissed, so `get_alert_text` would see it.
+    capabilities.insert("unhandledPromptBehavior".into(), json!("ignore"));
+    capabilities.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                format!("--user-data-dir={}", profile.display()),
+                "--window-size=1400,1000",
+            ],
+        }),
+    );
+    let client = ClientBuilder::rustls()
+        .expect("rustls connector")
+        .capabilities(capabilities)
+        .connect(&driver.url)
+        .await
+        .expect("chromedriver opens a Chromium session");
+    client
+        .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+            Some(Duration::from_secs(30)),
+            Some(Duration::from_secs(30)),
+            Some(Duration::ZERO),
+        ))
+        .await
+        .expect("timeouts set");
+    client
+}
+
+struct LoggedRuns {
+    experiment_id: String,
+    run_ids: Vec<String>,
+}
+
+/// Logs the three runs through the official client (`ui_runs.py`).
+fn log_runs(tracking_uri: &str) -> LoggedRuns {
+    let python = required_env("OKLA_TEST_PYTHON");
+    let output = Command::new(python)
+        .arg(workspace_root().join("registry/tests/ui_runs.py"))
+        .env("MLFLOW_TRACKING_URI", tracking_uri)
+        .output()
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "ui_runs.py failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    );
+    let line = stdout.lines().last().unwrap_or_default();
+    let logged: serde_json::Value = serde_json::from_str(line)
+        .unwrap_or_else(|error| panic!("ui_runs.py printed no JSON ({error}):\n{stdout}"));
+    LoggedRuns {
+        experiment_id: logged["experiment_id"]
+            .as_str()
+            .expect("experiment_id")
+            .to_owned(),
+        run_ids: logged["run_ids"]
+            .as_array()
+            .expect("run_ids")
+            .iter()
+            .map(|id| id.as_str().expect("run id").to_owned())
+            .collect(),
+    }
+}
+
+/// The row of `table` (an id) whose first cell reads `key`, if there is one.
+async fn table_row(client: &Client, table: &str, key: &str) -> Option<Element> {
+    let xpath = format!("//table[@id='{table}']//tr[*[1][normalize-space()='{key}']]");
+    client.find(Locator::XPath(&xpath)).await.ok()
+}
+
+async fn classes(element: &Element) -> Vec<String> {
+    element
+        .attr("class")
+        .await
+        .expect("class attribute readable")
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Polls `check` every 100 ms until it holds or `WAIT` passes.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {} s",
+            WAIT.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// No alert is open, and the hostile run name is on the page only as escaped text.
+async fn assert_no_script_injection(client: &Client, page: &str) {
+    if let Ok(text) = client.get_alert_text().await {
+        panic!("{page}: a JavaScript alert is open: {text:?}");
+    }
+    let source = client.source().await.expect("page source");
+    assert!(
+        source.contains(ESCAPED_RUN_NAME),
+        "{page}: the run name {HOSTILE_RUN_NAME:?} is not shown escaped ({ESCAPED_RUN_NAME})"
+    );
+    let injected = client
+        .execute(
+            "return Array.from(document.scripts).some(s => s.textContent.includes('alert(1)'));",
+            vec![],
+        )
+        .await
+        .expect("script runs");
+    assert_eq!(
+        injected,
+        json!(false),
+        "{page}: the run name became a <script> element"
+    );
+}
+
+async fn current_path(client: &Client) -> String {
+    client
+        .current_url()
+        .await
+        .expect("current url")
+        .path()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn compare_runs_in_headless_chromium() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let database = directory.path().join("okla.db");
+    let artifacts = directory.path().join("artifacts");
+    let profile = directory.path().join("chromium-profile");
+    let registry = RegistryProcess::start(
+        [
+            "--backend-store-uri",
+            &format!("sqlite:///{}", database.display()),
+            "--artifacts-destination",
+            artifacts.to_str().expect("utf-8 path"),
+        ],
+        &[],
+    );
+    let logged = log_runs(&registry.url);
+    assert_eq!(logged.run_ids.len(), 3);
+
+    let driver = ChromeDriver::start();
+    let client = open_browser(&driver, &profile).await;
+    let base = &registry.url;
+
+    // The experiments list links to the experiment's runs.
+    client
+        .goto(&format!("{base}/experiments"))
+        .await
+        .expect("GET /experiments");
+    let link = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::LinkText(EXPERIMENT))
+        .await
+        .unwrap_or_else(|error| panic!("/experiments has no link {EXPERIMENT:?}: {error}"));
+    link.click().await.expect("experiment link clicks");
+    let runs_path = format!("/experiments/{}", logged.experiment_id);
+    eventually(&format!("navigation to {runs_path}"), || async {
+        current_path(&client).await == runs_path
+    })
+    .await;
+
+    // The runs page: one `tr.run` per run; select all three and compare.
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("tr.run"))
+        .await
+        .expect("runs table rows");
+    let rows = client
+        .find_all(Locator::Css("tr.run"))
+        .await
+        .expect("tr.run rows");
+    assert_eq!(rows.len(), 3, "{runs_path} shows {} runs", rows.len());
+    let mut shown = BTreeSet::new();
+    for row in &rows {
+        let id = row
+            .attr("data-run-id")
+            .await
+            .expect("data-run-id readable")
+            .expect("tr.run has data-run-id");
+        let checkbox = row
+            .find(Locator::Css("input.run-select"))
+            .await
+            .unwrap_or_else(|_| panic!("run {id} has an input.run-select"));
+        assert_eq!(
+            checkbox.attr("value").await.expect("value").as_deref(),
+            Some(id.as_str()),
+            "the checkbox of run {id} carries its id"
+        );
+        checkbox.click().await.expect("checkbox clicks");
+        assert!(
+            checkbox.is_selected().await.expect("checkbox state"),
+            "run {id} selected"
+        );
+        shown.insert(id);
+    }
+    let logged_ids: BTreeSet<String> = logged.run_ids.iter().cloned().collect();
+    assert_eq!(shown, logged_ids, "the rows are the logged runs");
+    assert_no_script_injection(&client, &runs_path).await;
+
+    client
+        .find(Locator::Id("compare-selected"))
+        .await
+        .expect("#compare-selected")
+        .click()
+        .await
+        .expect("#compare-selected clicks");
+    eventually("navigation to /compare", || async {
+        current_path(&client).await == "/compare"
+    })
+    .await;
+    let compare_url = client.current_url().await.expect("url");
+    let compared: BTreeSet<String> = compare_url
+        .query_pairs()
+        .filter(|(key, _)| key == "runs")
+        .map(|(_, value)| value.into_owned())
+        .collect();
+    assert_eq!(
+        compared, logged_ids,
+        "{compare_url} names the selected runs"
+    );
+
+    // Params: alpha differs, model_type does not.
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Id("params"))
+        .await
+        .expect("#params table");
+    let alpha = table_row(&client, "params", "alpha")
+        .await
+        .expect("#params has an alpha row");
+    assert!(
+        classes(&alpha).await.iter().any(|c| c == "differs"),
+        "the alpha row is marked differs"
+    );
+    let alpha_text = alpha.text().await.expect("alpha row text");
+    for value in ["0.1", "0.5", "0.9"] {
+        assert!(
+            alpha_text.contains(value),
+            "the alpha row shows {value}: {alpha_text:?}"
+        );
+    }
+    let model_type = table_row(&client, "params", "model_type")
+        .await
+        .expect("#params has a model_type row");
+    assert!(
+        !classes(&model_type).await.iter().any(|c| c == "differs"),
+        "the model_type row is not marked differs"
+    );
+    assert!(model_type.is_displayed().await.expect("displayed"));
+
+    // Metrics and charts.
+    let metrics = client
+        .find(Locator::Id("metrics"))
+        .await
+        .expect("#metrics table");
+    let metrics_text = metrics.text().await.expect("#metrics text");
+    assert!(
+        metrics_text.contains("rmse"),
+        "#metrics lists rmse: {metrics_text:?}"
+    );
+    let chart = match client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("div.chart[data-rendered='true']"))
+        .await
+    {
+        Ok(chart) => chart,
+        Err(error) => {
+            let charts = client
+                .execute(
+                    "return Array.from(document.querySelectorAll('div.chart')).map(d => ({ \
+                     class: d.className, rendered: d.getAttribute('data-rendered'), \
+                     text: d.textContent.trim().slice(0, 300) }));",
+                    vec![],
+                )
+                .await
+                .unwrap_or_default();
+            panic!(
+                "no div.chart reached data-rendered=\"true\" within 10 s ({error}); charts: {charts}"
+            )
+        }
+    };
+    chart
+        .find(Locator::Css("canvas"))
+        .await
+        .expect("a rendered chart holds a <canvas>");
+    assert_no_script_injection(&client, "/compare").await;
+
+    // The screenshot, kept for people to look at.
+    let png = client.screenshot().await.expect("screenshot");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "the screenshot is a PNG"
+    );
+    assert!(
+        png.len() > 10 * 1024,
+        "the screenshot is {} bytes: a blank page?",
+        png.len()
+    );
+    let screenshots = workspace_root().join("target/ui-screenshots");
+    std::fs::create_dir_all(&screenshots).expect("screenshot directory");
+    std::fs::write(screenshots.join("compare.png"), &png).expect("screenshot written");
+
+    // Differences only: model_type goes, alpha stays.
+    client
+        .find(Locator::Id("differences-only"))
+        .await
+        .expect("#differences-only")
+        .click()
+        .await
+        .expect("#differences-only clicks");
+    eventually("#differences-only hides the model_type row", || async {
+        match table_row(&client, "params", "model_type").await {
+            None => true,
+            Some(row) => !row.is_displayed().await.unwrap_or(true),
+        }
+    })
+    .await;
+    let alpha = table_row(&client, "params", "alpha")
+        .await
+        .expect("the alpha row stays with differences only");
+    assert!(alpha.is_displayed().await.expect("displayed"));
+    if let Ok(text) = client.get_alert_text().await {
+        panic!("a JavaScript alert is open: {text:?}");
+    }
+
+    client.close().await.expect("session closes");
+    drop(driver);
+}
