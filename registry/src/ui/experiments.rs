@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 
 use super::{
-    PageError, PageResult, QueryPairs, format_number, format_time, link, quoted, render,
+    PageError, PageResult, QueryPairs, format_number, format_time, link, name_filter, render,
     render_with_status, segment,
 };
 use crate::app::AppState;
@@ -40,11 +40,7 @@ struct ExperimentsPage {
 pub(super) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> PageResult {
     let pairs = QueryPairs::parse(raw.as_deref());
     let query = pairs.get("q").unwrap_or("").to_owned();
-    let filter = if query.is_empty() {
-        String::new()
-    } else {
-        format!("name ILIKE {}", quoted(&format!("%{query}%")))
-    };
+    let filter = name_filter(&query);
     let page = state
         .store
         .search_experiments(SearchExperiments {

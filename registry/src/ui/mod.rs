@@ -187,6 +187,16 @@ fn segments(path: &str) -> String {
     path.split('/').map(segment).collect::<Vec<_>>().join("/")
 }
 
+/// The search filter of a list page's name box: names containing `query`, any case; empty
+/// matches everything.
+fn name_filter(query: &str) -> String {
+    if query.is_empty() {
+        String::new()
+    } else {
+        format!("name ILIKE {}", quoted(&format!("%{query}%")))
+    }
+}
+
 /// A single-quoted string literal of the search grammar (quotes doubled, backslashes escaped).
 fn quoted(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))

@@ -4,7 +4,7 @@
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
 
-use super::{PageResult, QueryPairs, format_time, link, quoted, render, segment};
+use super::{PageResult, QueryPairs, format_time, link, name_filter, quoted, render, segment};
 use crate::app::AppState;
 use crate::store::model_registry::SearchModels;
 
@@ -27,11 +27,7 @@ struct ModelsPage {
 pub(super) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> PageResult {
     let pairs = QueryPairs::parse(raw.as_deref());
     let query = pairs.get("q").unwrap_or("").to_owned();
-    let filter = if query.is_empty() {
-        String::new()
-    } else {
-        format!("name ILIKE {}", quoted(&format!("%{query}%")))
-    };
+    let filter = name_filter(&query);
     let page = state
         .store
         .search_registered_models(SearchModels {
