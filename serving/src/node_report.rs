@@ -2,11 +2,13 @@
 //! each model it serves, which failed to download or load and why, and what each version of a
 //! deployment answered since it went live. The registry turns changes into `model.deployed` and
 //! `model.load_failed` events and judges canary gates on the fleet's sums, so a report is the
-//! node's whole state, not a delta: a lost report is repaired by the next one.
+//! node's whole state, not a delta: a lost report is repaired by the next one. The one figure
+//! that is not a counter, each version's request rate, comes from the difference between two
+//! consecutive reports, so the reporter keeps the previous counters ([`RequestRates`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +76,10 @@ pub struct VersionReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub load_seconds: Option<f64>,
     pub requests: u64,
+    /// Requests per second since the previous report of the same (model, revision, version);
+    /// `None` without one. Filled in by [`RequestRates::fill`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<f64>,
     pub errors: u64,
     pub latency_bounds_seconds: &'static [f64],
     pub latency_counts: Vec<u64>,
@@ -104,6 +110,7 @@ pub fn build_report(
                     error,
                     load_seconds: version.load_seconds,
                     requests: traffic.requests,
+                    requests_per_second: None,
                     errors: traffic.errors,
                     latency_bounds_seconds: &LATENCY_BOUNDS_SECONDS,
                     latency_counts: traffic.latency_counts,
@@ -136,6 +143,7 @@ pub fn build_report(
             error: Some(error.clone()),
             load_seconds: None,
             requests: 0,
+            requests_per_second: None,
             errors: 0,
             latency_bounds_seconds: &LATENCY_BOUNDS_SECONDS,
             latency_counts: TrafficSnapshot::default().latency_counts,
@@ -146,6 +154,37 @@ pub fn build_report(
         http_url,
         report_seconds: every.as_secs_f64(),
         models: models.into_values().collect(),
+    }
+}
+
+/// Each version's request counter when the previous report was built, keyed by (model,
+/// revision, version): counters restart with a new revision, so a rate never spans two.
+#[derive(Debug, Default)]
+pub struct RequestRates {
+    previous: BTreeMap<(String, Option<i64>, u64), (u64, Instant)>,
+}
+
+impl RequestRates {
+    /// Sets `requests_per_second` of every version of `report`, whose counters were read at
+    /// `now`, and keeps them for the next report. Without a usable previous sample (a version
+    /// new to the report, a counter that went back to fewer requests, no time elapsed) the rate
+    /// stays unknown rather than being made up; entries missing from `report` are forgotten, so
+    /// one that comes back starts afresh.
+    pub fn fill(&mut self, report: &mut NodeReport, now: Instant) {
+        let mut current = BTreeMap::new();
+        for model in &mut report.models {
+            for version in &mut model.versions {
+                let key = (model.model.clone(), model.revision, version.version);
+                version.requests_per_second =
+                    self.previous.get(&key).and_then(|&(requests, at)| {
+                        let seconds = now.checked_duration_since(at)?.as_secs_f64();
+                        let more = version.requests.checked_sub(requests)?;
+                        (seconds > 0.0).then(|| more as f64 / seconds)
+                    });
+                current.insert(key, (version.requests, now));
+            }
+        }
+        self.previous = current;
     }
 }
 
@@ -165,17 +204,21 @@ impl NodeReporter {
         let mut ticks = tokio::time::interval(self.every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let mut rates = RequestRates::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            let report = build_report(
-                self.manager.status(),
+            let status = self.manager.status();
+            let read_at = Instant::now();
+            let mut report = build_report(
+                status,
                 &self.failures.snapshot(),
                 self.http_url.clone(),
                 self.every,
             );
+            rates.fill(&mut report, read_at);
             match self.client.put_node_report(&self.node_id, &report).await {
                 Ok(()) if failing => {
                     failing = false;
@@ -200,6 +243,84 @@ impl NodeReporter {
 mod tests {
     use super::*;
     use crate::manager::VersionStatus;
+
+    /// The report of one model serving `versions` as (version, requests) under `revision`.
+    fn serving(revision: i64, versions: &[(u64, u64)]) -> NodeReport {
+        let status = vec![ModelStatus {
+            model: "pricing".into(),
+            revision: Some(revision),
+            error: None,
+            versions: versions
+                .iter()
+                .map(|&(version, requests)| VersionStatus {
+                    version,
+                    state: VersionHealth::Serving,
+                    load_seconds: Some(0.25),
+                    traffic: Some(TrafficSnapshot {
+                        requests,
+                        errors: 0,
+                        latency_counts: {
+                            let mut counts = vec![0; LATENCY_BOUNDS_SECONDS.len() + 1];
+                            counts[0] = requests;
+                            counts
+                        },
+                    }),
+                })
+                .collect(),
+        }];
+        build_report(status, &BTreeMap::new(), None, Duration::from_secs(2))
+    }
+
+    fn rates(report: &NodeReport) -> Vec<Option<f64>> {
+        report.models[0]
+            .versions
+            .iter()
+            .map(|version| version.requests_per_second)
+            .collect()
+    }
+
+    #[test]
+    fn the_request_rate_is_the_counters_increase_over_the_time_between_reports() {
+        let mut rates_of = RequestRates::default();
+        let start = Instant::now();
+        let at = |seconds: f64| start + Duration::from_secs_f64(seconds);
+
+        let mut first = serving(4, &[(3, 100), (4, 10)]);
+        rates_of.fill(&mut first, at(0.0));
+        assert_eq!(rates(&first), [None, None], "no previous report");
+        let json = serde_json::to_value(&first).unwrap();
+        assert!(
+            json["models"][0]["versions"][0]
+                .get("requests_per_second")
+                .is_none()
+        );
+
+        let mut second = serving(4, &[(3, 125), (4, 10), (5, 7)]);
+        rates_of.fill(&mut second, at(2.0));
+        assert_eq!(rates(&second), [Some(12.5), Some(0.0), None]);
+        let json = serde_json::to_value(&second).unwrap();
+        assert_eq!(
+            json["models"][0]["versions"][0]["requests_per_second"],
+            12.5
+        );
+
+        // Version 3 restarted its counter, version 4 left; both start afresh.
+        let mut third = serving(4, &[(3, 5), (5, 10)]);
+        rates_of.fill(&mut third, at(3.5));
+        assert_eq!(rates(&third), [None, Some(2.0)]);
+        let mut fourth = serving(4, &[(3, 8), (4, 20)]);
+        rates_of.fill(&mut fourth, at(4.5));
+        assert_eq!(rates(&fourth), [Some(3.0), None]);
+
+        let mut same_instant = serving(4, &[(3, 9), (4, 20)]);
+        rates_of.fill(&mut same_instant, at(4.5));
+        assert_eq!(rates(&same_instant), [None, None], "no time elapsed");
+
+        // A new revision's counters do not continue the previous revision's.
+        let mut next_revision = serving(5, &[(3, 50), (4, 30)]);
+        rates_of.fill(&mut next_revision, at(6.5));
+        assert_eq!(rates(&next_revision), [None, None]);
+    }
 
     #[test]
     fn a_report_merges_the_managers_state_with_download_failures() {

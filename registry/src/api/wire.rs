@@ -567,6 +567,7 @@ struct NodeVersionWire {
     load_seconds: Option<f64>,
     requests: u64,
     errors: u64,
+    requests_per_second: Option<f64>,
     latency_bounds_seconds: Vec<f64>,
     latency_counts: Vec<u64>,
 }
@@ -596,6 +597,7 @@ impl From<&crate::store::nodes::NodeState> for NodeWire {
                             load_seconds: version.load_seconds,
                             requests: version.requests,
                             errors: version.errors,
+                            requests_per_second: version.requests_per_second,
                             latency_bounds_seconds: version.latency_bounds_seconds.clone(),
                             latency_counts: version.latency_counts.clone(),
                         })

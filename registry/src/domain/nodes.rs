@@ -74,6 +74,11 @@ pub struct VersionReport {
     pub load_seconds: Option<f64>,
     #[serde(default)]
     pub requests: u64,
+    /// The node's live request rate: the increase of `requests` over the time since its
+    /// previous report of the same revision. Absent when the node has no such report (and in
+    /// reports stored before nodes sent it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<f64>,
     /// Requests that failed inside the server (not client mistakes).
     #[serde(default)]
     pub errors: u64,
@@ -263,6 +268,14 @@ impl VersionReport {
             return Err(invalid(
                 &format!("{field}.load_seconds"),
                 format!("must be a number of seconds (0 or more), got {seconds}"),
+            ));
+        }
+        if let Some(rate) = self.requests_per_second
+            && !(rate.is_finite() && rate >= 0.0)
+        {
+            return Err(invalid(
+                &format!("{field}.requests_per_second"),
+                format!("must be a number of requests per second (0 or more), got {rate}"),
             ));
         }
         if self.errors > self.requests {
@@ -555,6 +568,7 @@ mod tests {
             error: None,
             load_seconds: Some(0.5),
             requests,
+            requests_per_second: None,
             errors,
             latency_bounds_seconds: BOUNDS.to_vec(),
             latency_counts: counts.to_vec(),
@@ -623,6 +637,25 @@ mod tests {
     }
 
     #[test]
+    fn a_request_rate_is_optional_and_reports_stored_without_it_still_read() {
+        let mut rated = version(3, 10, 1, [5, 3, 1, 1]);
+        rated.requests_per_second = Some(12.5);
+        let mut idle = version(4, 0, 0, [0; 4]);
+        idle.requests_per_second = Some(0.0);
+        let valid = report(vec![entry(Some(7), vec![rated, idle])])
+            .validated()
+            .expect("valid");
+        assert_eq!(NodeReport::from_json(&valid.to_json()), Ok(valid.clone()));
+
+        let unrated = report(vec![entry(Some(7), vec![version(3, 10, 1, [5, 3, 1, 1])])]);
+        let stored = unrated.to_json();
+        assert!(!stored.contains("requests_per_second"), "{stored}");
+        let before_the_field = r#"{"http_url":null,"report_seconds":2.0,"models":[{"model":"pricing","revision":7,"versions":[{"version":3,"state":"serving","error":null,"load_seconds":0.5,"requests":10,"errors":1,"latency_bounds_seconds":[0.01,0.05,0.1],"latency_counts":[5,3,1,1]}]}]}"#;
+        let read = NodeReport::from_json(before_the_field).expect("an older stored report");
+        assert_eq!(read.models[0].versions[0].requests_per_second, None);
+    }
+
+    #[test]
     fn every_invalid_report_is_refused_naming_the_field() {
         type Mutation = fn(&mut NodeReport);
         let cases: &[(Mutation, &str)] = &[
@@ -670,6 +703,18 @@ mod tests {
             (
                 |r| r.models[0].versions[0].load_seconds = Some(-1.0),
                 "'models[0].versions[0].load_seconds'",
+            ),
+            (
+                |r| r.models[0].versions[1].requests_per_second = Some(-0.5),
+                "'models[0].versions[1].requests_per_second' must be a number of requests per second (0 or more), got -0.5",
+            ),
+            (
+                |r| r.models[0].versions[0].requests_per_second = Some(f64::NAN),
+                "'models[0].versions[0].requests_per_second'",
+            ),
+            (
+                |r| r.models[0].versions[0].requests_per_second = Some(f64::INFINITY),
+                "'models[0].versions[0].requests_per_second'",
             ),
             (|r| r.models[0].revision = Some(0), "'models[0].revision'"),
             (|r| r.models[0].model = " ".to_owned(), "'models[0].model'"),

@@ -68,6 +68,7 @@ struct NodeVersionRow {
     state: &'static str,
     error: String,
     requests: u64,
+    requests_per_second: String,
     error_rate: String,
     p99: String,
 }
@@ -117,9 +118,10 @@ pub(super) async fn show(State(state): State<AppState>, Path(name): Path<String>
         .into_iter()
         .map(|node| {
             let entry = node.report.model(&deployment.name);
+            let stale = node.stale;
             NodeRow {
                 reported: format_time(Some(node.reported_at)),
-                stale: node.stale,
+                stale,
                 revision: entry
                     .and_then(|entry| entry.revision)
                     .map(|revision| revision.to_string())
@@ -137,6 +139,12 @@ pub(super) async fn show(State(state): State<AppState>, Path(name): Path<String>
                                     state: version.state.as_str(),
                                     error: version.error.clone().unwrap_or_default(),
                                     requests: traffic.requests,
+                                    // A stale node's last rate says nothing about now.
+                                    requests_per_second: version
+                                        .requests_per_second
+                                        .filter(|_| !stale)
+                                        .map(|rate| format!("{rate:.1}"))
+                                        .unwrap_or_else(|| "—".to_owned()),
                                     error_rate: format!("{:.2}%", traffic.error_rate() * 100.0),
                                     p99: traffic
                                         .p99_seconds()

@@ -66,6 +66,7 @@ fn serving(version: i64, requests: u64, errors: u64) -> Value {
         "load_seconds": 0.42,
         "requests": requests,
         "errors": errors,
+        "requests_per_second": 2.5,
         "latency_bounds_seconds": [0.01, 0.05, 0.1],
         "latency_counts": [requests, 0, 0, 0],
     })
@@ -174,7 +175,8 @@ async fn a_report_is_stored_and_read_back(server: &TestServer) {
         node_a["models"][0]["versions"][0],
         json!({
             "version": 1, "state": "loading", "error": null, "load_seconds": null,
-            "requests": 0, "errors": 0, "latency_bounds_seconds": [], "latency_counts": [],
+            "requests": 0, "errors": 0, "requests_per_second": null,
+            "latency_bounds_seconds": [], "latency_counts": [],
         })
     );
 
@@ -213,6 +215,8 @@ async fn refused_reports_store_nothing(server: &TestServer) {
     unknown_field["latency_p99"] = json!(0.1);
     let mut bad_sum = serving(3, 10, 0);
     bad_sum["latency_counts"] = json!([9, 0, 0, 0]);
+    let mut negative_rate = serving(3, 10, 0);
+    negative_rate["requests_per_second"] = json!(-1.5);
     let mut failed_without_error = serving(3, 0, 0);
     failed_without_error["state"] = json!("failed");
     let refusals = [
@@ -231,6 +235,10 @@ async fn refused_reports_store_nothing(server: &TestServer) {
         (
             one_model("pricing", Some(1), vec![bad_sum]),
             "models[0].versions[0].latency_counts",
+        ),
+        (
+            one_model("pricing", Some(1), vec![serving(1, 0, 0), negative_rate]),
+            "models[0].versions[1].requests_per_second must be a number of requests per second (0 or more), got -1.5",
         ),
         (
             one_model("pricing", Some(1), vec![failed_without_error]),

@@ -545,8 +545,11 @@ async fn model_and_deployment_pages_show_versions_history_and_nodes(server: &Tes
     let report = json!({
         "report_seconds": 2.0,
         "models": [{ "model": "scorer", "revision": 2, "versions": [{
-            "version": 1, "state": "serving", "requests": 100, "errors": 5,
-            "latency_bounds_seconds": [0.01, 0.05, 0.1], "latency_counts": [90, 5, 5, 0],
+            "version": 1, "state": "serving", "requests": 100, "requests_per_second": 12.34,
+            "errors": 5, "latency_bounds_seconds": [0.01, 0.05, 0.1],
+            "latency_counts": [90, 5, 5, 0],
+        }, {
+            "version": 2, "state": "serving", "requests": 0,
         }]}],
     });
     let (status, answer) = server
@@ -558,6 +561,22 @@ async fn model_and_deployment_pages_show_versions_history_and_nodes(server: &Tes
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
+    // Stale 30 ms after its report: its last rate must not pass for a live one.
+    let (status, answer) = server
+        .send(
+            server
+                .client
+                .put(server.url("/api/okla/v1/nodes/node-z"))
+                .json(&json!({
+                    "report_seconds": 0.01,
+                    "models": [{ "model": "scorer", "revision": 2, "versions": [{
+                        "version": 1, "state": "serving", "requests": 7, "requests_per_second": 3.5,
+                    }]}],
+                })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 
     let models = page_ok(server, "/models?q=sco").await;
     assert!(
@@ -565,6 +584,7 @@ async fn model_and_deployment_pages_show_versions_history_and_nodes(server: &Tes
         "{models}"
     );
     assert!(models.contains("@champion → v1"), "{models}");
+    assert!(!models.contains("http-equiv=\"refresh\""), "{models}");
     let none = page_ok(server, "/models?q=zzz").await;
     assert!(!none.contains("/models/scorer\""), "{none}");
 
@@ -594,6 +614,10 @@ async fn model_and_deployment_pages_show_versions_history_and_nodes(server: &Tes
         "{deployments}"
     );
     assert!(deployments.contains("v1 100%"), "{deployments}");
+    assert!(
+        !deployments.contains("http-equiv=\"refresh\""),
+        "only the detail page refreshes itself: {deployments}"
+    );
 
     let deployment = page_ok(server, "/deployments/scorer").await;
     assert!(
@@ -606,8 +630,24 @@ async fn model_and_deployment_pages_show_versions_history_and_nodes(server: &Tes
     );
     assert!(
         deployment.contains(
-            "<td class=\"num\">100</td><td class=\"num\">5.00%</td><td class=\"num\">100.0 ms</td>"
+            "<td class=\"num\">100</td><td class=\"num\">12.3</td><td class=\"num\">5.00%</td><td class=\"num\">100.0 ms</td>"
         ),
+        "{deployment}"
+    );
+    assert!(
+        deployment.contains(
+            "<td>v2</td><td>serving</td><td class=\"num\">0</td><td class=\"num\">—</td>"
+        ),
+        "no rate without a previous report: {deployment}"
+    );
+    assert!(
+        deployment.contains(
+            "<td>stale</td><td>2</td><td>v1</td><td>serving</td><td class=\"num\">7</td><td class=\"num\">—</td>"
+        ),
+        "{deployment}"
+    );
+    assert!(
+        deployment.contains("<meta http-equiv=\"refresh\" content=\"5\">"),
         "{deployment}"
     );
     assert!(deployment.contains("<ol id=\"rollbacks\">"), "{deployment}");
