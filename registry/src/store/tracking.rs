@@ -382,6 +382,19 @@ impl Store {
             .ok_or_else(|| Error::not_found(format!("Run with id={run_id} not found")))
     }
 
+    /// Whole runs in the order of `run_ids`, in one round of queries; the first id not found is
+    /// an error.
+    pub async fn get_runs(&self, run_ids: &[String]) -> Result<Vec<Run>> {
+        let runs = self.load_runs(run_ids).await?;
+        if let Some(missing) = run_ids
+            .iter()
+            .find(|id| !runs.iter().any(|run| &run.info.run_id == *id))
+        {
+            return Err(Error::not_found(format!("Run with id={missing} not found")));
+        }
+        Ok(runs)
+    }
+
     pub async fn get_run_info(&self, run_id: &str) -> Result<RunInfo> {
         let row = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE run_uuid = $1"
@@ -398,19 +411,50 @@ impl Store {
         let mut runs_by_id: HashMap<String, Run> = HashMap::new();
         for chunk in run_ids.chunks(IN_LIST_CHUNK) {
             let in_list = placeholders(1, chunk.len());
-            let bind_ids = |sql: String| {
+            let fetch = |sql: String| {
                 let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
                 for id in chunk {
                     query = query.bind(id.as_str());
                 }
-                query
+                query.fetch_all(&self.reader)
             };
-            for row in bind_ids(format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE run_uuid IN ({in_list})"
-            ))
-            .fetch_all(&self.reader)
-            .await?
-            {
+            // The reads are independent: each takes its own pooled connection, so a page of a
+            // thousand runs waits for the slowest query rather than the sum of all seven.
+            let (
+                run_rows,
+                metric_rows,
+                param_rows,
+                tag_rows,
+                dataset_rows,
+                input_rows,
+                output_rows,
+            ) = tokio::try_join!(
+                fetch(format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE run_uuid IN ({in_list})"
+                )),
+                fetch(format!(
+                    "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics \
+                         WHERE run_uuid IN ({in_list})"
+                )),
+                fetch(format!(
+                    "SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({in_list})"
+                )),
+                fetch(format!(
+                    "SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({in_list})"
+                )),
+                fetch(format!(
+                    "SELECT i.run_uuid, i.context, i.tags, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
+                         FROM run_dataset_inputs i JOIN datasets d ON d.dataset_uuid = i.dataset_uuid \
+                         WHERE i.run_uuid IN ({in_list})"
+                )),
+                fetch(format!(
+                    "SELECT run_uuid, model_id FROM run_model_inputs WHERE run_uuid IN ({in_list})"
+                )),
+                fetch(format!(
+                    "SELECT run_uuid, model_id, step FROM run_model_outputs WHERE run_uuid IN ({in_list})"
+                )),
+            )?;
+            for row in run_rows {
                 let info = run_info_from_row(&row)?;
                 runs_by_id.insert(
                     info.run_id.clone(),
@@ -425,40 +469,27 @@ impl Store {
                     },
                 );
             }
-            if runs_by_id.is_empty() {
-                continue;
-            }
-            for row in bind_ids(format!(
-                "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid IN ({in_list}) ORDER BY key"
-            ))
-            .fetch_all(&self.reader)
-            .await?
-            {
+            for row in metric_rows {
                 if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
                     run.metrics.push(metric_from_row(&row)?);
                 }
             }
-            for (table, is_params) in [("params", true), ("tags", false)] {
-                for row in bind_ids(format!(
-                    "SELECT run_uuid, key, value FROM {table} WHERE run_uuid IN ({in_list}) ORDER BY key"
-                ))
-                .fetch_all(&self.reader)
-                .await?
-                {
+            for (rows, is_params) in [(param_rows, true), (tag_rows, false)] {
+                for row in rows {
                     if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
-                        let pair = KeyValue { key: get_text(&row, "key")?, value: get_text(&row, "value")? };
-                        if is_params { run.params.push(pair) } else { run.tags.push(pair) }
+                        let pair = KeyValue {
+                            key: get_text(&row, "key")?,
+                            value: get_text(&row, "value")?,
+                        };
+                        if is_params {
+                            run.params.push(pair)
+                        } else {
+                            run.tags.push(pair)
+                        }
                     }
                 }
             }
-            for row in bind_ids(format!(
-                "SELECT i.run_uuid, i.context, i.tags, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
-                 FROM run_dataset_inputs i JOIN datasets d ON d.dataset_uuid = i.dataset_uuid \
-                 WHERE i.run_uuid IN ({in_list}) ORDER BY d.name"
-            ))
-            .fetch_all(&self.reader)
-            .await?
-            {
+            for row in dataset_rows {
                 if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
                     let tags: Vec<(String, String)> =
                         serde_json::from_str(&get_text(&row, "tags")?).unwrap_or_default();
@@ -469,30 +500,32 @@ impl Store {
                         source: get_text(&row, "source")?,
                         schema: get_opt_text(&row, "schema")?,
                         profile: get_opt_text(&row, "profile")?,
-                        tags: tags.into_iter().map(|(key, value)| KeyValue { key, value }).collect(),
+                        tags: tags
+                            .into_iter()
+                            .map(|(key, value)| KeyValue { key, value })
+                            .collect(),
                     });
                 }
             }
-            for row in bind_ids(format!(
-                "SELECT run_uuid, model_id FROM run_model_inputs WHERE run_uuid IN ({in_list})"
-            ))
-            .fetch_all(&self.reader)
-            .await?
-            {
+            for row in input_rows {
                 if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
                     run.model_inputs.push(get_text(&row, "model_id")?);
                 }
             }
-            for row in bind_ids(format!(
-                "SELECT run_uuid, model_id, step FROM run_model_outputs WHERE run_uuid IN ({in_list})"
-            ))
-            .fetch_all(&self.reader)
-            .await?
-            {
+            for row in output_rows {
                 if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
-                    run.model_outputs.push((get_text(&row, "model_id")?, get_i64(&row, "step")?));
+                    run.model_outputs
+                        .push((get_text(&row, "model_id")?, get_i64(&row, "step")?));
                 }
             }
+        }
+        // Sorted here rather than in SQL: byte order on both backends, and PostgreSQL is spared
+        // a collation-aware sort of every row.
+        for run in runs_by_id.values_mut() {
+            run.metrics.sort_by(|a, b| a.key.cmp(&b.key));
+            run.params.sort_by(|a, b| a.key.cmp(&b.key));
+            run.tags.sort_by(|a, b| a.key.cmp(&b.key));
+            run.dataset_inputs.sort_by(|a, b| a.name.cmp(&b.name));
         }
         Ok(run_ids
             .iter()

@@ -20,6 +20,9 @@ use crate::store::tracking::{SearchExperiments, SearchRuns};
 
 /// At most this many default columns (params, then metrics) on the runs table.
 const MAX_DEFAULT_COLUMNS: usize = 20;
+/// Runs per page unless `max_results` says otherwise: a screenful of rows, as the MLflow UI
+/// loads them, rather than the API's default of 1000.
+const RUNS_PER_PAGE: i64 = 100;
 
 struct ExperimentRow {
     id: i64,
@@ -285,7 +288,7 @@ async fn load_runs(
     page_token: Option<&str>,
 ) -> Result<LoadedRuns, PageError> {
     let max_results = if page.max_results.is_empty() {
-        None
+        Some(RUNS_PER_PAGE)
     } else {
         Some(page.max_results.trim().parse::<i64>().map_err(|_| {
             PageError::bad_request(format!(

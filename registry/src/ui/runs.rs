@@ -289,10 +289,7 @@ pub(super) async fn compare(State(state): State<AppState>, RawQuery(raw): RawQue
             run_ids.len()
         )));
     }
-    let mut runs = Vec::with_capacity(run_ids.len());
-    for run_id in &run_ids {
-        runs.push(state.store.get_run(run_id).await?);
-    }
+    let runs = state.store.get_runs(&run_ids).await?;
     let run_refs: Vec<&Run> = runs.iter().collect();
     let diff_only = pairs.get("diff").is_some_and(|value| value != "0");
 
