@@ -581,6 +581,24 @@ impl Store {
     pub async fn log_batch(&self, run_id: &str, batch: Batch) -> Result<()> {
         let info = self.get_run_info(run_id).await?;
         require_active(&info)?;
+        // Nearly every batch holds only new points. A plain INSERT spares PostgreSQL the
+        // speculative insertion of ON CONFLICT, about a third of its cost per row; a batch that
+        // repeats a stored point (a retried request) fails it, rolls back whole, and is written
+        // again skipping the repeats.
+        match self.write_batch(run_id, &batch, RepeatedPoints::Fail).await {
+            Err(Error::Database(error)) if is_unique_violation(&error) => {
+                self.write_batch(run_id, &batch, RepeatedPoints::Skip).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn write_batch(
+        &self,
+        run_id: &str,
+        batch: &Batch,
+        repeated: RepeatedPoints,
+    ) -> Result<()> {
         let mut transaction = self.writer.begin().await?;
         check_params_unchanged(&mut transaction, run_id, &batch.params).await?;
         if !batch.params.is_empty() {
@@ -597,7 +615,7 @@ impl Store {
             }
             query.execute(&mut *transaction).await?;
         }
-        insert_metrics(&mut transaction, run_id, &batch.metrics).await?;
+        insert_metrics(&mut transaction, run_id, &batch.metrics, repeated).await?;
         if let Some(name) = batch.tags.iter().rev().find(|tag| tag.key == RUN_NAME_TAG) {
             sqlx::query("UPDATE runs SET name = $1 WHERE run_uuid = $2")
                 .bind(name.value.as_str())
@@ -848,16 +866,30 @@ async fn check_params_unchanged(
     Ok(())
 }
 
+/// What inserting a metric point that is already stored does.
+#[derive(Debug, Clone, Copy)]
+enum RepeatedPoints {
+    /// Fails the statement with a unique violation.
+    Fail,
+    /// Leaves the stored point alone: MLflow keeps one copy of an identical point.
+    Skip,
+}
+
 async fn insert_metrics(
     transaction: &mut Transaction<'_, Any>,
     run_id: &str,
     metrics: &[Metric],
+    repeated: RepeatedPoints,
 ) -> Result<()> {
     if metrics.is_empty() {
         return Ok(());
     }
+    let on_conflict = match repeated {
+        RepeatedPoints::Fail => "",
+        RepeatedPoints::Skip => " ON CONFLICT DO NOTHING",
+    };
     let sql = format!(
-        "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES {} ON CONFLICT DO NOTHING",
+        "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES {}{on_conflict}",
         values_rows(metrics.len(), 6)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));

@@ -664,6 +664,36 @@ async fn log_batch_twice_leaves_history_unchanged(store: &Store) {
     assert_eq!(run_after.metrics, run_before.metrics);
     assert_eq!(run_after.params, vec![kv("lr", "0.01")]);
     assert_eq!(run_after.tags, run_before.tags);
+
+    // A stored point, a point given twice and a new one: the whole batch lands, each point once.
+    let mixed = Batch {
+        metrics: vec![
+            metric("loss", 0.25, 20, 1),
+            metric("loss", 0.125, 30, 2),
+            metric("loss", 0.125, 30, 2),
+        ],
+        tags: vec![kv("stage", "mixed")],
+        ..Batch::default()
+    };
+    log(store, run_id, mixed).await;
+    assert_eq!(
+        history(store, run_id, "loss").await,
+        vec![
+            metric("loss", 0.5, 10, 0),
+            metric("loss", 0.25, 20, 1),
+            metric("loss", 0.125, 30, 2)
+        ]
+    );
+    let run_after = store.get_run(run_id).await.expect("get run");
+    assert_eq!(
+        latest(&run_after, "loss"),
+        Some(&metric("loss", 0.125, 30, 2))
+    );
+    assert!(
+        run_after.tags.contains(&kv("stage", "mixed")),
+        "{:?}",
+        run_after.tags
+    );
 }
 
 async fn older_step_logged_later_does_not_replace_latest_metric(store: &Store) {
