@@ -7,6 +7,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+// A log-batch call parses and binds thousands of small values, one allocation each; under
+// log-batch load glibc's malloc and free were among the hottest symbols, and mimalloc gave a
+// few percent more calls/s.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

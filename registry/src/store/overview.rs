@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{IN_LIST_CHUNK, Store, get_f64, get_i64, get_text, placeholders};
+use super::{IN_LIST_CHUNK, Store, get_f64, get_i64, get_text, id_list, placeholders};
 use crate::error::Result;
 
 impl Store {
@@ -33,23 +33,21 @@ impl Store {
         &self,
         run_ids: &[String],
     ) -> Result<HashMap<(String, String), (f64, f64)>> {
+        let sql = format!(
+            "SELECT run_uuid, key, MIN(value) AS min_value, MAX(value) AS max_value FROM metrics \
+             WHERE is_nan = 0 AND {} GROUP BY run_uuid, key",
+            self.in_id_list("run_uuid", 1)
+        );
         let mut ranges = HashMap::new();
-        for chunk in run_ids.chunks(IN_LIST_CHUNK) {
-            let sql = format!(
-                "SELECT run_uuid, key, MIN(value) AS min_value, MAX(value) AS max_value FROM metrics \
-                 WHERE is_nan = 0 AND run_uuid IN ({}) GROUP BY run_uuid, key",
-                placeholders(1, chunk.len())
+        for row in sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id_list(run_ids))
+            .fetch_all(&self.reader)
+            .await?
+        {
+            ranges.insert(
+                (get_text(&row, "run_uuid")?, get_text(&row, "key")?),
+                (get_f64(&row, "min_value")?, get_f64(&row, "max_value")?),
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(id.as_str());
-            }
-            for row in query.fetch_all(&self.reader).await? {
-                ranges.insert(
-                    (get_text(&row, "run_uuid")?, get_text(&row, "key")?),
-                    (get_f64(&row, "min_value")?, get_f64(&row, "max_value")?),
-                );
-            }
         }
         Ok(ranges)
     }

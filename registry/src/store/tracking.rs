@@ -7,8 +7,8 @@ use sqlx::{Any, Transaction};
 
 use super::search_sql::build_search;
 use super::{
-    IN_LIST_CHUNK, Page, Paging, Store, bind_all, get_f64, get_i64, get_opt_i64, get_opt_text,
-    get_text, is_unique_violation, placeholders, values_rows,
+    Page, Paging, Store, bind_all, get_f64, get_i64, get_opt_i64, get_opt_text, get_text, id_list,
+    is_unique_violation, placeholders, values_rows,
 };
 use crate::domain::search::Entity;
 use crate::domain::tracking::{
@@ -406,117 +406,103 @@ impl Store {
         run_info_from_row(&row)
     }
 
-    /// Loads whole runs, in the order of `run_ids`, with a fixed number of queries per chunk.
+    /// Loads whole runs, in the order of `run_ids`, with seven queries whatever their number.
     async fn load_runs(&self, run_ids: &[String]) -> Result<Vec<Run>> {
         let mut runs_by_id: HashMap<String, Run> = HashMap::new();
-        for chunk in run_ids.chunks(IN_LIST_CHUNK) {
-            let in_list = placeholders(1, chunk.len());
-            let fetch = |sql: String| {
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for id in chunk {
-                    query = query.bind(id.as_str());
-                }
-                query.fetch_all(&self.reader)
-            };
-            // The reads are independent: each takes its own pooled connection, so a page of a
-            // thousand runs waits for the slowest query rather than the sum of all seven.
-            let (
-                run_rows,
-                metric_rows,
-                param_rows,
-                tag_rows,
-                dataset_rows,
-                input_rows,
-                output_rows,
-            ) = tokio::try_join!(
-                fetch(format!(
-                    "SELECT {RUN_COLUMNS} FROM runs WHERE run_uuid IN ({in_list})"
-                )),
-                fetch(format!(
-                    "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics \
-                         WHERE run_uuid IN ({in_list})"
-                )),
-                fetch(format!(
-                    "SELECT run_uuid, key, value FROM params WHERE run_uuid IN ({in_list})"
-                )),
-                fetch(format!(
-                    "SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({in_list})"
-                )),
-                fetch(format!(
-                    "SELECT i.run_uuid, i.context, i.tags, d.name, d.digest, d.source_type, d.source, d.schema, d.profile \
-                         FROM run_dataset_inputs i JOIN datasets d ON d.dataset_uuid = i.dataset_uuid \
-                         WHERE i.run_uuid IN ({in_list})"
-                )),
-                fetch(format!(
-                    "SELECT run_uuid, model_id FROM run_model_inputs WHERE run_uuid IN ({in_list})"
-                )),
-                fetch(format!(
-                    "SELECT run_uuid, model_id, step FROM run_model_outputs WHERE run_uuid IN ({in_list})"
-                )),
+        let ids = id_list(run_ids);
+        let fetch = |select_from: &str, column: &str| {
+            let sql = format!("{select_from} WHERE {}", self.in_id_list(column, 1));
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(ids.as_str())
+                .fetch_all(&self.reader)
+        };
+        // The reads are independent: each takes its own pooled connection, so a page of a
+        // thousand runs waits for the slowest query rather than the sum of all seven.
+        let (run_rows, metric_rows, param_rows, tag_rows, dataset_rows, input_rows, output_rows) =
+            tokio::try_join!(
+                fetch(&format!("SELECT {RUN_COLUMNS} FROM runs"), "run_uuid"),
+                fetch(
+                    "SELECT run_uuid, key, value, timestamp, step, is_nan FROM latest_metrics",
+                    "run_uuid"
+                ),
+                fetch("SELECT run_uuid, key, value FROM params", "run_uuid"),
+                fetch("SELECT run_uuid, key, value FROM tags", "run_uuid"),
+                fetch(
+                    "SELECT i.run_uuid, i.context, i.tags, d.name, d.digest, d.source_type, d.source, \
+                     d.schema, d.profile FROM run_dataset_inputs i JOIN datasets d ON d.dataset_uuid = i.dataset_uuid",
+                    "i.run_uuid"
+                ),
+                fetch(
+                    "SELECT run_uuid, model_id FROM run_model_inputs",
+                    "run_uuid"
+                ),
+                fetch(
+                    "SELECT run_uuid, model_id, step FROM run_model_outputs",
+                    "run_uuid"
+                ),
             )?;
-            for row in run_rows {
-                let info = run_info_from_row(&row)?;
-                runs_by_id.insert(
-                    info.run_id.clone(),
-                    Run {
-                        info,
-                        metrics: Vec::new(),
-                        params: Vec::new(),
-                        tags: Vec::new(),
-                        dataset_inputs: Vec::new(),
-                        model_inputs: Vec::new(),
-                        model_outputs: Vec::new(),
-                    },
-                );
+        for row in run_rows {
+            let info = run_info_from_row(&row)?;
+            runs_by_id.insert(
+                info.run_id.clone(),
+                Run {
+                    info,
+                    metrics: Vec::new(),
+                    params: Vec::new(),
+                    tags: Vec::new(),
+                    dataset_inputs: Vec::new(),
+                    model_inputs: Vec::new(),
+                    model_outputs: Vec::new(),
+                },
+            );
+        }
+        for row in metric_rows {
+            if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
+                run.metrics.push(metric_from_row(&row)?);
             }
-            for row in metric_rows {
+        }
+        for (rows, is_params) in [(param_rows, true), (tag_rows, false)] {
+            for row in rows {
                 if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
-                    run.metrics.push(metric_from_row(&row)?);
-                }
-            }
-            for (rows, is_params) in [(param_rows, true), (tag_rows, false)] {
-                for row in rows {
-                    if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
-                        let pair = KeyValue {
-                            key: get_text(&row, "key")?,
-                            value: get_text(&row, "value")?,
-                        };
-                        if is_params {
-                            run.params.push(pair)
-                        } else {
-                            run.tags.push(pair)
-                        }
+                    let pair = KeyValue {
+                        key: get_text(&row, "key")?,
+                        value: get_text(&row, "value")?,
+                    };
+                    if is_params {
+                        run.params.push(pair)
+                    } else {
+                        run.tags.push(pair)
                     }
                 }
             }
-            for row in dataset_rows {
-                if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
-                    let tags: Vec<(String, String)> =
-                        serde_json::from_str(&get_text(&row, "tags")?).unwrap_or_default();
-                    run.dataset_inputs.push(DatasetInput {
-                        name: get_text(&row, "name")?,
-                        digest: get_text(&row, "digest")?,
-                        source_type: get_text(&row, "source_type")?,
-                        source: get_text(&row, "source")?,
-                        schema: get_opt_text(&row, "schema")?,
-                        profile: get_opt_text(&row, "profile")?,
-                        tags: tags
-                            .into_iter()
-                            .map(|(key, value)| KeyValue { key, value })
-                            .collect(),
-                    });
-                }
+        }
+        for row in dataset_rows {
+            if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
+                let tags: Vec<(String, String)> =
+                    serde_json::from_str(&get_text(&row, "tags")?).unwrap_or_default();
+                run.dataset_inputs.push(DatasetInput {
+                    name: get_text(&row, "name")?,
+                    digest: get_text(&row, "digest")?,
+                    source_type: get_text(&row, "source_type")?,
+                    source: get_text(&row, "source")?,
+                    schema: get_opt_text(&row, "schema")?,
+                    profile: get_opt_text(&row, "profile")?,
+                    tags: tags
+                        .into_iter()
+                        .map(|(key, value)| KeyValue { key, value })
+                        .collect(),
+                });
             }
-            for row in input_rows {
-                if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
-                    run.model_inputs.push(get_text(&row, "model_id")?);
-                }
+        }
+        for row in input_rows {
+            if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
+                run.model_inputs.push(get_text(&row, "model_id")?);
             }
-            for row in output_rows {
-                if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
-                    run.model_outputs
-                        .push((get_text(&row, "model_id")?, get_i64(&row, "step")?));
-                }
+        }
+        for row in output_rows {
+            if let Some(run) = runs_by_id.get_mut(&get_text(&row, "run_uuid")?) {
+                run.model_outputs
+                    .push((get_text(&row, "model_id")?, get_i64(&row, "step")?));
             }
         }
         // Sorted here rather than in SQL: byte order on both backends, and PostgreSQL is spared
