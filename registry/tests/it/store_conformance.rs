@@ -549,6 +549,22 @@ async fn run_create_get_and_update(store: &Store) {
     let fetched = store.get_run(&run_id).await.expect("get run");
     assert_eq!(fetched.info.run_name, "baseline");
 
+    // Ids of any spelling are looked up, never spliced into SQL; one that cannot be stored
+    // (a NUL) is simply absent.
+    let read = store
+        .get_runs(std::slice::from_ref(&run_id))
+        .await
+        .expect("get runs");
+    assert_eq!(read.len(), 1);
+    for odd in ["a\"b", "back\\slash", "nul\0byte", "ünï", "[\"x\"]", ""] {
+        expect_error(store.get_run(odd).await, ErrorCode::ResourceDoesNotExist);
+        let message = expect_error(
+            store.get_runs(&[run_id.clone(), odd.to_owned()]).await,
+            ErrorCode::ResourceDoesNotExist,
+        );
+        assert!(message.contains(odd), "{message}");
+    }
+
     let unnamed = store
         .create_run(NewRun {
             experiment_id,
