@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::extract::{Path, State};
 
-use super::models::describe_change;
+use super::models::HistoryRow;
 use super::{PageResult, format_time, render, segment};
 use crate::app::AppState;
 use crate::domain::deployments::DeploymentSpec;
@@ -81,13 +81,6 @@ struct NodeRow {
     versions: Vec<NodeVersionRow>,
 }
 
-struct RollbackRow {
-    time: String,
-    actor: String,
-    what: String,
-    comment: String,
-}
-
 #[derive(Template)]
 #[template(path = "deployment.html")]
 struct DeploymentPage {
@@ -102,7 +95,7 @@ struct DeploymentPage {
     shadow: String,
     canary_gate: String,
     nodes: Vec<NodeRow>,
-    rollbacks: Vec<RollbackRow>,
+    rollbacks: Vec<HistoryRow>,
 }
 
 pub(super) async fn show(State(state): State<AppState>, Path(name): Path<String>) -> PageResult {
@@ -166,17 +159,7 @@ pub(super) async fn show(State(state): State<AppState>, Path(name): Path<String>
         .into_iter()
         .rev()
         .filter(|entry| entry.kind == HistoryKind::DeploymentRollback.as_str())
-        .map(|entry| RollbackRow {
-            time: format_time(Some(entry.time)),
-            what: describe_change(
-                &entry.kind,
-                entry.version,
-                entry.from_value.as_deref(),
-                entry.to_value.as_deref(),
-            ),
-            actor: entry.actor,
-            comment: entry.comment.unwrap_or_default(),
-        })
+        .map(HistoryRow::from)
         .collect();
     render(&DeploymentPage {
         model_href: format!("/models/{}", segment(&deployment.name)),

@@ -6,6 +6,7 @@ use axum::extract::{Path, RawQuery, State};
 
 use super::{PageResult, QueryPairs, format_time, link, name_filter, quoted, render, segment};
 use crate::app::AppState;
+use crate::domain::model_registry::HistoryEntry;
 use crate::store::model_registry::SearchModels;
 
 struct ModelRow {
@@ -89,12 +90,31 @@ struct VersionRow {
     deployment: String,
 }
 
-struct HistoryRow {
-    time: String,
-    actor: String,
-    what: String,
-    comment: String,
-    kind: String,
+/// One stage, alias or deployment change, as the model page's timeline and the deployment
+/// page's rollbacks show it.
+pub(super) struct HistoryRow {
+    pub(super) time: String,
+    pub(super) actor: String,
+    pub(super) what: String,
+    pub(super) comment: String,
+    pub(super) kind: String,
+}
+
+impl From<HistoryEntry> for HistoryRow {
+    fn from(entry: HistoryEntry) -> Self {
+        HistoryRow {
+            time: format_time(Some(entry.time)),
+            what: describe_change(
+                &entry.kind,
+                entry.version,
+                entry.from_value.as_deref(),
+                entry.to_value.as_deref(),
+            ),
+            actor: entry.actor,
+            comment: entry.comment.unwrap_or_default(),
+            kind: entry.kind,
+        }
+    }
 }
 
 struct LineageRow {
@@ -202,18 +222,7 @@ pub(super) async fn show(State(state): State<AppState>, Path(name): Path<String>
         .await?
         .into_iter()
         .rev()
-        .map(|entry| HistoryRow {
-            time: format_time(Some(entry.time)),
-            what: describe_change(
-                &entry.kind,
-                entry.version,
-                entry.from_value.as_deref(),
-                entry.to_value.as_deref(),
-            ),
-            actor: entry.actor,
-            comment: entry.comment.unwrap_or_default(),
-            kind: entry.kind,
-        })
+        .map(HistoryRow::from)
         .collect();
     render(&ModelPage {
         deployment_href: format!("/deployments/{}", segment(&model.name)),
@@ -236,7 +245,7 @@ pub(super) async fn show(State(state): State<AppState>, Path(name): Path<String>
 }
 
 /// One line for a history entry: what changed, from what to what.
-pub(super) fn describe_change(
+fn describe_change(
     kind: &str,
     version: Option<i64>,
     from: Option<&str>,
