@@ -8,8 +8,8 @@ use sqlx::{Any, Transaction};
 use super::search_sql::build_search;
 use super::tracking::{KeyRef, metric_from_row, upsert_key_values};
 use super::{
-    IN_LIST_CHUNK, Page, Paging, Store, bind_all, get_i64, get_opt_text, get_text, placeholders,
-    values_rows,
+    IN_LIST_CHUNK, Page, Paging, Store, get_i64, get_opt_text, get_text, placeholders,
+    search_query, values_rows,
 };
 use crate::domain::search::Entity;
 use crate::domain::tracking::{LoggedModel, Metric, sortable_value};
@@ -192,7 +192,7 @@ impl Store {
             search.order_sql,
             paging.sql()
         );
-        let mut query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &search.binds);
+        let mut query = search_query(sql, &search.binds);
         for id in request.experiment_ids {
             query = query.bind(*id);
         }

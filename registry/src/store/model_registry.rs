@@ -11,8 +11,8 @@ use super::outbox::write_events;
 use super::search_sql::build_search;
 use super::tracking::{KeyRef, upsert_key_values};
 use super::{
-    IN_LIST_CHUNK, Page, Paging, Store, bind_all, get_i64, get_opt_i64, get_opt_text, get_text,
-    is_unique_violation, placeholders,
+    IN_LIST_CHUNK, Page, Paging, Store, get_i64, get_opt_i64, get_opt_text, get_text,
+    is_unique_violation, placeholders, search_query,
 };
 use crate::domain::model_registry::{
     HistoryEntry, HistoryKind, ModelVersion, RegisteredModel, Stage, VersionFile,
@@ -251,7 +251,7 @@ impl Store {
             search.order_sql,
             paging.sql()
         );
-        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &search.binds)
+        let rows = search_query(sql, &search.binds)
             .fetch_all(&self.reader)
             .await?;
         let models = rows
@@ -746,7 +746,7 @@ impl Store {
             search.order_sql,
             paging.sql()
         );
-        let rows = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &search.binds)
+        let rows = search_query(sql, &search.binds)
             .fetch_all(&self.reader)
             .await?;
         let versions = rows

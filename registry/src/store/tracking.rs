@@ -7,8 +7,8 @@ use sqlx::{Any, Transaction};
 
 use super::search_sql::build_search;
 use super::{
-    Page, Paging, Store, bind_all, get_f64, get_i64, get_opt_i64, get_opt_text, get_text, id_list,
-    is_unique_violation, placeholders, values_rows,
+    Page, Paging, Store, get_f64, get_i64, get_opt_i64, get_opt_text, get_text, id_list,
+    is_unique_violation, placeholders, search_query, values_rows,
 };
 use crate::domain::search::Entity;
 use crate::domain::tracking::{
@@ -163,7 +163,7 @@ impl Store {
             search.order_sql,
             paging.sql()
         );
-        let mut query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &search.binds);
+        let mut query = search_query(sql, &search.binds);
         for stage in stages {
             query = query.bind(*stage);
         }
@@ -696,7 +696,7 @@ impl Store {
             search.order_sql,
             paging.sql()
         );
-        let mut query = bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), &search.binds);
+        let mut query = search_query(sql, &search.binds);
         for id in request.experiment_ids {
             query = query.bind(*id);
         }
