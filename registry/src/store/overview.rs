@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::{IN_LIST_CHUNK, Store, get_f64, get_i64, get_text, id_list, placeholders};
+use super::{IN_LIST_CHUNK, Store, get_f64, get_i64, get_text, placeholders};
 use crate::error::Result;
 
 impl Store {
@@ -34,13 +34,14 @@ impl Store {
         run_ids: &[String],
     ) -> Result<HashMap<(String, String), (f64, f64)>> {
         let sql = format!(
-            "SELECT run_uuid, key, MIN(value) AS min_value, MAX(value) AS max_value FROM metrics \
-             WHERE is_nan = 0 AND {} GROUP BY run_uuid, key",
-            self.in_id_list("run_uuid", 1)
+            "SELECT l.run_uuid, l.key, MIN(p.value) AS min_value, MAX(p.value) AS max_value \
+             FROM latest_metrics l JOIN metric_points p ON p.series_id = l.series_id \
+             WHERE p.is_nan = 0 AND {} GROUP BY l.run_uuid, l.key",
+            self.in_id_list("l.run_uuid", 1)
         );
         let mut ranges = HashMap::new();
         for row in sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(id_list(run_ids))
+            .bind(self.id_list(run_ids))
             .fetch_all(&self.reader)
             .await?
         {

@@ -1,10 +1,10 @@
 //! A metric's history downsampled for charts: at most `max_points` points, bucketed by step range
 //! in SQL so that a 100,000-point history never leaves the database row by row.
 //!
-//! Every query walks the history's primary key `(run_uuid, key, step, timestamp, value, is_nan)`,
+//! Every query walks the history's primary key `(series_id, step, timestamp, value, is_nan)`,
 //! which holds every column they read, so no extra index is needed.
 
-use super::Store;
+use super::{SERIES_OF_RUN_KEY, Store};
 use crate::error::Result;
 
 /// One chart point: a single history point (`min = max = value`), or the aggregate of a bucket of
@@ -74,14 +74,15 @@ impl Store {
     ) -> Result<MetricSeries> {
         self.get_run_info(run_id).await?;
         // Two index probes (a lone MIN or MAX is one, on both backends), not a scan.
-        let (min_step, max_step): (Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT (SELECT MIN(step) FROM metrics WHERE run_uuid = $1 AND key = $2), \
-                    (SELECT MAX(step) FROM metrics WHERE run_uuid = $1 AND key = $2)",
-        )
-        .bind(run_id)
-        .bind(key)
-        .fetch_one(&self.reader)
-        .await?;
+        let (min_step, max_step): (Option<i64>, Option<i64>) =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT (SELECT MIN(step) FROM metric_points WHERE {SERIES_OF_RUN_KEY}), \
+                        (SELECT MAX(step) FROM metric_points WHERE {SERIES_OF_RUN_KEY})"
+            )))
+            .bind(run_id)
+            .bind(key)
+            .fetch_one(&self.reader)
+            .await?;
         let (Some(min_step), Some(max_step)) = (min_step, max_step) else {
             return Ok(MetricSeries {
                 total_points: 0,
@@ -92,12 +93,14 @@ impl Store {
         // NaN points are stored as value 0 with is_nan = 1: the CASE keeps them out of the
         // aggregates. AVG of +inf and -inf is NaN on PostgreSQL and NULL on SQLite; both read as NaN.
         // The same pass counts the points, so the history is scanned once.
-        const AGGREGATES: &str = "SELECT MIN(step), \
+        let aggregates = format!(
+            "SELECT MIN(step), \
              AVG(CASE WHEN is_nan = 0 THEN value END), \
              MIN(CASE WHEN is_nan = 0 THEN value END), \
              MAX(CASE WHEN is_nan = 0 THEN value END), \
              COUNT(*) \
-             FROM metrics WHERE run_uuid = $1 AND key = $2";
+             FROM metric_points WHERE {SERIES_OF_RUN_KEY}"
+        );
         type Row = (i64, Option<f64>, Option<f64>, Option<f64>, i64);
         let rows: Vec<Row> = match Bucketing::new(min_step, max_step, max_points) {
             Bucketing::Scaled {
@@ -106,7 +109,7 @@ impl Store {
                 range,
             } => {
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "{AGGREGATES} GROUP BY (step - $3) * $4 / $5 ORDER BY 1"
+                    "{aggregates} GROUP BY (step - $3) * $4 / $5 ORDER BY 1"
                 )))
                 .bind(run_id)
                 .bind(key)
@@ -118,7 +121,7 @@ impl Store {
             }
             Bucketing::Wide { width } => {
                 sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "{AGGREGATES} GROUP BY step / $3 ORDER BY 1"
+                    "{aggregates} GROUP BY step / $3 ORDER BY 1"
                 )))
                 .bind(run_id)
                 .bind(key)
@@ -145,10 +148,10 @@ impl Store {
         }
 
         // A history that fits is returned as it is: at most max_points rows, cheap to read again.
-        let rows: Vec<(i64, f64, i64)> = sqlx::query_as(
-            "SELECT step, value, is_nan FROM metrics WHERE run_uuid = $1 AND key = $2 \
-             ORDER BY step, timestamp, value",
-        )
+        let rows: Vec<(i64, f64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT step, value, is_nan FROM metric_points WHERE {SERIES_OF_RUN_KEY} \
+             ORDER BY step, timestamp, value"
+        )))
         .bind(run_id)
         .bind(key)
         .fetch_all(&self.reader)

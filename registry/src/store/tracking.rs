@@ -7,7 +7,7 @@ use sqlx::{Any, Transaction};
 
 use super::search_sql::build_search;
 use super::{
-    Page, Paging, Store, get_f64, get_i64, get_opt_i64, get_opt_text, get_text, id_list,
+    Page, Paging, SERIES_OF_RUN_KEY, Store, get_f64, get_i64, get_opt_i64, get_opt_text, get_text,
     is_unique_violation, placeholders, search_query, values_rows,
 };
 use crate::domain::search::Entity;
@@ -409,7 +409,7 @@ impl Store {
     /// Loads whole runs, in the order of `run_ids`, with seven queries whatever their number.
     async fn load_runs(&self, run_ids: &[String]) -> Result<Vec<Run>> {
         let mut runs_by_id: HashMap<String, Run> = HashMap::new();
-        let ids = id_list(run_ids);
+        let ids = self.id_list(run_ids);
         let fetch = |select_from: &str, column: &str| {
             let sql = format!("{select_from} WHERE {}", self.in_id_list(column, 1));
             sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -649,7 +649,7 @@ impl Store {
         self.get_run_info(run_id).await?;
         let paging = Paging::new(max_results, 25_000, 1_000_000, page_token)?;
         let sql = format!(
-            "SELECT value, timestamp, step, is_nan FROM metrics WHERE run_uuid = $1 AND key = $2 \
+            "SELECT value, timestamp, step, is_nan FROM metric_points WHERE {SERIES_OF_RUN_KEY} \
              ORDER BY step, timestamp, value {}",
             paging.sql()
         );
@@ -861,6 +861,10 @@ enum RepeatedPoints {
     Skip,
 }
 
+/// Writes a batch's points to the history and moves each key's latest value forward.
+///
+/// The latest_metrics row of each (run, key) comes first: it holds the series number the
+/// history rows are keyed by, and a new key gets its number when the row is inserted.
 async fn insert_metrics(
     transaction: &mut Transaction<'_, Any>,
     run_id: &str,
@@ -870,26 +874,6 @@ async fn insert_metrics(
     if metrics.is_empty() {
         return Ok(());
     }
-    let on_conflict = match repeated {
-        RepeatedPoints::Fail => "",
-        RepeatedPoints::Skip => " ON CONFLICT DO NOTHING",
-    };
-    let sql = format!(
-        "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES {}{on_conflict}",
-        values_rows(metrics.len(), 6)
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for metric in metrics {
-        query = query
-            .bind(run_id)
-            .bind(metric.key.as_str())
-            .bind(metric.step)
-            .bind(metric.timestamp)
-            .bind(sortable_value(metric.value))
-            .bind(i64::from(metric.value.is_nan()));
-    }
-    query.execute(&mut **transaction).await?;
-
     // One upsert row per key: PostgreSQL refuses to update the same row twice in one statement.
     let mut latest: BTreeMap<&str, &Metric> = BTreeMap::new();
     for metric in metrics {
@@ -919,6 +903,45 @@ async fn insert_metrics(
             .bind(sortable_value(metric.value))
             .bind(metric.timestamp)
             .bind(metric.step)
+            .bind(i64::from(metric.value.is_nan()));
+    }
+    query.execute(&mut **transaction).await?;
+
+    let sql = format!(
+        "SELECT key, series_id FROM latest_metrics WHERE run_uuid = $1 AND key IN ({})",
+        placeholders(2, latest.len())
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run_id);
+    for key in latest.keys() {
+        query = query.bind(*key);
+    }
+    let mut series: HashMap<String, i64> = HashMap::with_capacity(latest.len());
+    for row in query.fetch_all(&mut **transaction).await? {
+        series.insert(get_text(&row, "key")?, get_i64(&row, "series_id")?);
+    }
+
+    let on_conflict = match repeated {
+        RepeatedPoints::Fail => "",
+        RepeatedPoints::Skip => " ON CONFLICT DO NOTHING",
+    };
+    let sql = format!(
+        "INSERT INTO metric_points (series_id, step, timestamp, value, is_nan) VALUES {}{on_conflict}",
+        values_rows(metrics.len(), 5)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for metric in metrics {
+        // Every key of the batch got its latest_metrics row above, in this transaction.
+        let series_id = series.get(metric.key.as_str()).copied().ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!(
+                "no metric series for key '{}' of run {run_id}",
+                metric.key
+            ))
+        })?;
+        query = query
+            .bind(series_id)
+            .bind(metric.step)
+            .bind(metric.timestamp)
+            .bind(sortable_value(metric.value))
             .bind(i64::from(metric.value.is_nan()));
     }
     query.execute(&mut **transaction).await?;

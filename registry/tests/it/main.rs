@@ -8,6 +8,7 @@ mod support;
 
 mod deployments;
 mod http_api;
+mod migrations;
 mod nodes;
 mod outbox;
 mod series;
