@@ -846,9 +846,6 @@ impl SearchRun {
     }
 }
 
-/// Sends a few rounds of concurrent cheap API calls and waits for every answer. Each worker
-/// process of a fresh `mlflow server` sets up its store on its first API request, which takes
-/// seconds; without this, those stalls land in the first scenario's numbers.
 /// A `runs/log-batch` body of metrics only.
 #[derive(Serialize)]
 struct BatchBody<'a> {
@@ -864,6 +861,9 @@ struct BatchMetric<'a> {
     step: u64,
 }
 
+/// Sends a few rounds of concurrent cheap API calls and waits for every answer. Each worker
+/// process of a fresh `mlflow server` sets up its store on its first API request, which takes
+/// seconds; without this, those stalls land in the first scenario's numbers.
 async fn warm_up_workers(tracking: &Tracking, clients: usize) -> anyhow::Result<()> {
     const ROUNDS: usize = 4;
     let started = Instant::now();
