@@ -1,6 +1,7 @@
 //! The metadata store: one set of portable SQL queries over PostgreSQL or SQLite (sqlx `Any`),
 //! with a migrations folder per backend. Every multi-row write runs in one transaction.
 
+mod chunks;
 pub mod deployments;
 pub mod logged_models;
 pub mod model_registry;
@@ -164,8 +165,8 @@ fn search_query(sql: String, values: &[SqlValue]) -> AnyQuery<'_> {
     query
 }
 
-/// Selects the history rows (`metric_points`) of the metric `$2` of run `$1`: each (run, key) is
-/// one series, numbered by its latest_metrics row. A single index probe on both backends.
+/// Selects the history chunks (`metric_chunks`) of the metric `$2` of run `$1`: each (run, key)
+/// is one series, numbered by its latest_metrics row. A single index probe on both backends.
 const SERIES_OF_RUN_KEY: &str =
     "series_id = (SELECT series_id FROM latest_metrics WHERE run_uuid = $1 AND key = $2)";
 
@@ -304,6 +305,19 @@ impl Paging {
 
     fn sql(&self) -> String {
         format!("LIMIT {} OFFSET {}", self.limit + 1, self.offset)
+    }
+
+    /// The page of `items` (all of them, in order) that this paging asks for.
+    fn window<T>(&self, items: impl IntoIterator<Item = T>) -> Page<T> {
+        let offset = usize::try_from(self.offset).unwrap_or(usize::MAX);
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        self.finish(
+            items
+                .into_iter()
+                .skip(offset)
+                .take(limit.saturating_add(1))
+                .collect(),
+        )
     }
 
     fn finish<T>(&self, mut items: Vec<T>) -> Page<T> {

@@ -27,17 +27,16 @@ impl Store {
         Ok(counts)
     }
 
-    /// The smallest and largest logged value of every metric of `run_ids`, from the metric
-    /// history (NaN points left out), keyed by `(run_id, key)`.
+    /// The smallest and largest logged value of every metric of `run_ids` over its whole history
+    /// (NaN points left out), keyed by `(run_id, key)`; kept up to date by every metric write.
     pub async fn metric_ranges(
         &self,
         run_ids: &[String],
     ) -> Result<HashMap<(String, String), (f64, f64)>> {
         let sql = format!(
-            "SELECT l.run_uuid, l.key, MIN(p.value) AS min_value, MAX(p.value) AS max_value \
-             FROM latest_metrics l JOIN metric_points p ON p.series_id = l.series_id \
-             WHERE p.is_nan = 0 AND {} GROUP BY l.run_uuid, l.key",
-            self.in_id_list("l.run_uuid", 1)
+            "SELECT run_uuid, key, min_value, max_value FROM latest_metrics \
+             WHERE min_value IS NOT NULL AND {}",
+            self.in_id_list("run_uuid", 1)
         );
         let mut ranges = HashMap::new();
         for row in sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -1,10 +1,7 @@
-//! A metric's history downsampled for charts: at most `max_points` points, bucketed by step range
-//! in SQL so that a 100,000-point history never leaves the database row by row.
-//!
-//! Every query walks the history's primary key `(series_id, step, timestamp, value, is_nan)`,
-//! which holds every column they read, so no extra index is needed.
+//! A metric's history downsampled for charts: at most `max_points` points, bucketed by step range.
 
-use super::{SERIES_OF_RUN_KEY, Store};
+use super::Store;
+use super::chunks::Point;
 use crate::error::Result;
 
 /// One chart point: a single history point (`min = max = value`), or the aggregate of a bucket of
@@ -26,41 +23,76 @@ pub struct MetricSeries {
     pub points: Vec<SeriesPoint>,
 }
 
-/// How the bucket of a step is computed in SQL: `(step - $3) * $4 / $5` in the usual case (the
-/// brief's `(step - min_step) * N / (max_step - min_step + 1)`), or `step / $3` when that
-/// product could overflow a BIGINT (step ranges of more than 2^63 / 10,000).
-enum Bucketing {
-    Scaled {
-        min_step: i64,
-        buckets: i64,
-        range: i64,
-    },
-    Wide {
-        width: i64,
-    },
+/// The running aggregate of one bucket.
+struct Bucket {
+    index: i128,
+    first_step: i64,
+    sum: f64,
+    count: u32,
+    min: f64,
+    max: f64,
 }
 
-impl Bucketing {
-    fn new(min_step: i64, max_step: i64, buckets: i64) -> Bucketing {
-        let range = i128::from(max_step) - i128::from(min_step) + 1;
-        let largest_product = (range - 1) * i128::from(buckets);
-        match (i64::try_from(range), i64::try_from(largest_product)) {
-            (Ok(range), Ok(_)) => Bucketing::Scaled {
-                min_step,
-                buckets,
-                range,
-            },
-            // Truncating division toward zero (the same on both backends) yields at most
-            // range / width + 2 distinct values, hence the two spare buckets.
-            _ => {
-                let usable = i128::from(buckets - 2).max(1);
-                let width = (range + usable - 1) / usable;
-                Bucketing::Wide {
-                    width: i64::try_from(width).unwrap_or(i64::MAX),
-                }
-            }
+impl Bucket {
+    fn new(index: i128, step: i64) -> Bucket {
+        Bucket {
+            index,
+            first_step: step,
+            sum: 0.0,
+            count: 0,
+            min: f64::NAN,
+            max: f64::NAN,
         }
     }
+
+    fn add(&mut self, value: f64) {
+        if value.is_nan() {
+            return;
+        }
+        self.sum += value;
+        self.count += 1;
+        // f64::min and max return the other operand when one is NaN, so the first value wins.
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+    }
+
+    fn point(&self) -> SeriesPoint {
+        SeriesPoint {
+            step: self.first_step,
+            // The mean of +inf and -inf is NaN, as it is in SQL.
+            value: if self.count == 0 {
+                f64::NAN
+            } else {
+                self.sum / f64::from(self.count)
+            },
+            min: self.min,
+            max: self.max,
+        }
+    }
+}
+
+/// Buckets a history in step order: point `step` falls in bucket
+/// `(step - min_step) * buckets / (max_step - min_step + 1)`, computed in 128 bits so that no
+/// step range overflows, which yields at most `buckets` buckets.
+fn downsample(history: &[Point], buckets: i64) -> Vec<SeriesPoint> {
+    let (Some(first), Some(last)) = (history.first(), history.last()) else {
+        return Vec::new();
+    };
+    let min_step = i128::from(first.step);
+    let range = i128::from(last.step) - min_step + 1;
+    let mut points = Vec::new();
+    let mut current: Option<Bucket> = None;
+    for point in history {
+        let index = (i128::from(point.step) - min_step) * i128::from(buckets) / range;
+        if let Some(finished) = current.take_if(|bucket| bucket.index != index) {
+            points.push(finished.point());
+        }
+        current
+            .get_or_insert_with(|| Bucket::new(index, point.step))
+            .add(point.value);
+    }
+    points.extend(current.map(|bucket| bucket.point()));
+    points
 }
 
 impl Store {
@@ -73,101 +105,21 @@ impl Store {
         max_points: i64,
     ) -> Result<MetricSeries> {
         self.get_run_info(run_id).await?;
-        // Two index probes (a lone MIN or MAX is one, on both backends), not a scan.
-        let (min_step, max_step): (Option<i64>, Option<i64>) =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                "SELECT (SELECT MIN(step) FROM metric_points WHERE {SERIES_OF_RUN_KEY}), \
-                        (SELECT MAX(step) FROM metric_points WHERE {SERIES_OF_RUN_KEY})"
-            )))
-            .bind(run_id)
-            .bind(key)
-            .fetch_one(&self.reader)
-            .await?;
-        let (Some(min_step), Some(max_step)) = (min_step, max_step) else {
-            return Ok(MetricSeries {
-                total_points: 0,
-                points: Vec::new(),
-            });
-        };
-
-        // NaN points are stored as value 0 with is_nan = 1: the CASE keeps them out of the
-        // aggregates. AVG of +inf and -inf is NaN on PostgreSQL and NULL on SQLite; both read as NaN.
-        // The same pass counts the points, so the history is scanned once.
-        let aggregates = format!(
-            "SELECT MIN(step), \
-             AVG(CASE WHEN is_nan = 0 THEN value END), \
-             MIN(CASE WHEN is_nan = 0 THEN value END), \
-             MAX(CASE WHEN is_nan = 0 THEN value END), \
-             COUNT(*) \
-             FROM metric_points WHERE {SERIES_OF_RUN_KEY}"
-        );
-        type Row = (i64, Option<f64>, Option<f64>, Option<f64>, i64);
-        let rows: Vec<Row> = match Bucketing::new(min_step, max_step, max_points) {
-            Bucketing::Scaled {
-                min_step,
-                buckets,
-                range,
-            } => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "{aggregates} GROUP BY (step - $3) * $4 / $5 ORDER BY 1"
-                )))
-                .bind(run_id)
-                .bind(key)
-                .bind(min_step)
-                .bind(buckets)
-                .bind(range)
-                .fetch_all(&self.reader)
-                .await?
-            }
-            Bucketing::Wide { width } => {
-                sqlx::query_as(sqlx::AssertSqlSafe(format!(
-                    "{aggregates} GROUP BY step / $3 ORDER BY 1"
-                )))
-                .bind(run_id)
-                .bind(key)
-                .bind(width)
-                .fetch_all(&self.reader)
-                .await?
-            }
-        };
-        let total_points: i64 = rows.iter().map(|row| row.4).sum();
-        if total_points > max_points {
-            let points = rows
-                .into_iter()
-                .map(|(step, value, min, max, _count)| SeriesPoint {
-                    step,
-                    value: value.unwrap_or(f64::NAN),
-                    min: min.unwrap_or(f64::NAN),
-                    max: max.unwrap_or(f64::NAN),
+        let history = self.metric_history(run_id, key).await?;
+        let total_points = i64::try_from(history.len()).unwrap_or(i64::MAX);
+        let points = if total_points > max_points {
+            downsample(&history, max_points)
+        } else {
+            history
+                .iter()
+                .map(|point| SeriesPoint {
+                    step: point.step,
+                    value: point.value,
+                    min: point.value,
+                    max: point.value,
                 })
-                .collect();
-            return Ok(MetricSeries {
-                total_points,
-                points,
-            });
-        }
-
-        // A history that fits is returned as it is: at most max_points rows, cheap to read again.
-        let rows: Vec<(i64, f64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT step, value, is_nan FROM metric_points WHERE {SERIES_OF_RUN_KEY} \
-             ORDER BY step, timestamp, value"
-        )))
-        .bind(run_id)
-        .bind(key)
-        .fetch_all(&self.reader)
-        .await?;
-        let points = rows
-            .into_iter()
-            .map(|(step, value, is_nan)| {
-                let value = if is_nan != 0 { f64::NAN } else { value };
-                SeriesPoint {
-                    step,
-                    value,
-                    min: value,
-                    max: value,
-                }
-            })
-            .collect();
+                .collect()
+        };
         Ok(MetricSeries {
             total_points,
             points,
@@ -177,38 +129,57 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::Bucketing;
+    use super::{Point, downsample};
 
-    #[test]
-    fn ordinary_ranges_use_the_exact_formula() {
-        assert!(matches!(
-            Bucketing::new(0, 24_999, 500),
-            Bucketing::Scaled {
-                min_step: 0,
-                buckets: 500,
-                range: 25_000
-            }
-        ));
+    fn history(steps: impl IntoIterator<Item = i64>) -> Vec<Point> {
+        steps
+            .into_iter()
+            .map(|step| Point {
+                step,
+                timestamp: 0,
+                value: step as f64,
+            })
+            .collect()
     }
 
     #[test]
-    fn huge_ranges_fall_back_to_a_width_that_keeps_the_bucket_count() {
-        for (min_step, max_step, buckets) in [
-            (i64::MIN, i64::MAX, 10),
-            (0, i64::MAX, 10_000),
-            (-1, i64::MAX / 2, 1000),
+    fn ordinary_ranges_use_the_exact_formula() {
+        let points = downsample(&history(0..25_000), 500);
+        assert_eq!(points.len(), 500);
+        assert_eq!(points[1].step, 50);
+        assert_eq!(
+            (points[1].min, points[1].max, points[1].value),
+            (50.0, 99.0, 74.5)
+        );
+    }
+
+    #[test]
+    fn huge_ranges_keep_the_bucket_count() {
+        for (steps, buckets) in [
+            (vec![i64::MIN, -1, 0, 1, i64::MAX], 2),
+            (vec![0, 1, 2, i64::MAX - 1, i64::MAX], 3),
+            (vec![i64::MIN, i64::MIN + 1, i64::MAX], 1),
         ] {
-            let Bucketing::Wide { width } = Bucketing::new(min_step, max_step, buckets) else {
-                panic!("{min_step}..={max_step} overflows the scaled formula");
-            };
-            let first = min_step / width;
-            let last = max_step / width;
-            // Distinct truncated quotients over the range, counting the doubled zero once.
-            let distinct = i128::from(last) - i128::from(first) + 1;
+            let points = downsample(&history(steps.clone()), buckets);
             assert!(
-                distinct <= i128::from(buckets),
-                "{distinct} buckets > {buckets}"
+                !points.is_empty() && points.len() <= buckets as usize,
+                "{steps:?} in {buckets}: {points:?}"
             );
+            assert_eq!(points[0].step, steps[0]);
         }
+    }
+
+    #[test]
+    fn nan_is_left_out_and_a_nan_only_bucket_is_nan() {
+        let mut points = history(0..4);
+        points[1].value = f64::NAN;
+        points[2].value = f64::NAN;
+        points[3].value = f64::NAN;
+        let buckets = downsample(&points, 2);
+        assert_eq!(
+            (buckets[0].value, buckets[0].min, buckets[0].max),
+            (0.0, 0.0, 0.0)
+        );
+        assert!(buckets[1].value.is_nan() && buckets[1].min.is_nan() && buckets[1].max.is_nan());
     }
 }

@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
+use super::chunks::{self, Point};
 use super::search_sql::build_search;
 use super::{
-    Page, Paging, SERIES_OF_RUN_KEY, Store, get_f64, get_i64, get_opt_i64, get_opt_text, get_text,
+    Page, Paging, Store, get_f64, get_i64, get_opt_i64, get_opt_text, get_text,
     is_unique_violation, placeholders, search_query, values_rows,
 };
 use crate::domain::search::Entity;
@@ -567,24 +568,6 @@ impl Store {
     pub async fn log_batch(&self, run_id: &str, batch: Batch) -> Result<()> {
         let info = self.get_run_info(run_id).await?;
         require_active(&info)?;
-        // Nearly every batch holds only new points. A plain INSERT spares PostgreSQL the
-        // speculative insertion of ON CONFLICT, about a third of its cost per row; a batch that
-        // repeats a stored point (a retried request) fails it, rolls back whole, and is written
-        // again skipping the repeats.
-        match self.write_batch(run_id, &batch, RepeatedPoints::Fail).await {
-            Err(Error::Database(error)) if is_unique_violation(&error) => {
-                self.write_batch(run_id, &batch, RepeatedPoints::Skip).await
-            }
-            outcome => outcome,
-        }
-    }
-
-    async fn write_batch(
-        &self,
-        run_id: &str,
-        batch: &Batch,
-        repeated: RepeatedPoints,
-    ) -> Result<()> {
         let mut transaction = self.writer.begin().await?;
         check_params_unchanged(&mut transaction, run_id, &batch.params).await?;
         if !batch.params.is_empty() {
@@ -601,7 +584,7 @@ impl Store {
             }
             query.execute(&mut *transaction).await?;
         }
-        insert_metrics(&mut transaction, run_id, &batch.metrics, repeated).await?;
+        insert_metrics(&mut transaction, run_id, &batch.metrics).await?;
         if let Some(name) = batch.tags.iter().rev().find(|tag| tag.key == RUN_NAME_TAG) {
             sqlx::query("UPDATE runs SET name = $1 WHERE run_uuid = $2")
                 .bind(name.value.as_str())
@@ -648,27 +631,13 @@ impl Store {
     ) -> Result<Page<Metric>> {
         self.get_run_info(run_id).await?;
         let paging = Paging::new(max_results, 25_000, 1_000_000, page_token)?;
-        let sql = format!(
-            "SELECT value, timestamp, step, is_nan FROM metric_points WHERE {SERIES_OF_RUN_KEY} \
-             ORDER BY step, timestamp, value {}",
-            paging.sql()
-        );
-        // Histories run to hundreds of thousands of points: decode by position, not by name.
-        let rows: Vec<(f64, i64, i64, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(run_id)
-            .bind(key)
-            .fetch_all(&self.reader)
-            .await?;
-        let metrics = rows
-            .into_iter()
-            .map(|(value, timestamp, step, is_nan)| Metric {
-                key: key.to_owned(),
-                value: if is_nan != 0 { f64::NAN } else { value },
-                timestamp,
-                step,
-            })
-            .collect();
-        Ok(paging.finish(metrics))
+        let history = self.metric_history(run_id, key).await?;
+        Ok(paging.window(history.into_iter().map(|point| Metric {
+            key: key.to_owned(),
+            value: point.value,
+            timestamp: point.timestamp,
+            step: point.step,
+        })))
     }
 
     pub async fn search_runs(&self, request: SearchRuns<'_>) -> Result<Page<Run>> {
@@ -852,97 +821,112 @@ async fn check_params_unchanged(
     Ok(())
 }
 
-/// What inserting a metric point that is already stored does.
-#[derive(Debug, Clone, Copy)]
-enum RepeatedPoints {
-    /// Fails the statement with a unique violation.
-    Fail,
-    /// Leaves the stored point alone: MLflow keeps one copy of an identical point.
-    Skip,
+/// What one write adds to the history of one key.
+struct SeriesWrite<'a> {
+    latest: &'a Metric,
+    /// The smallest and largest value among the write's points, NaN left out.
+    range: Option<(f64, f64)>,
+    points: Vec<Point>,
 }
 
 /// Writes a batch's points to the history and moves each key's latest value forward.
 ///
 /// The latest_metrics row of each (run, key) comes first: it holds the series number the
-/// history rows are keyed by, and a new key gets its number when the row is inserted.
+/// history chunks are keyed by, and a new key gets its number when the row is inserted.
 async fn insert_metrics(
     transaction: &mut Transaction<'_, Any>,
     run_id: &str,
     metrics: &[Metric],
-    repeated: RepeatedPoints,
 ) -> Result<()> {
-    if metrics.is_empty() {
+    let mut by_key: BTreeMap<&str, SeriesWrite<'_>> = BTreeMap::new();
+    for metric in metrics {
+        let point = Point {
+            step: metric.step,
+            timestamp: metric.timestamp,
+            value: metric.value,
+        };
+        let write = by_key
+            .entry(metric.key.as_str())
+            .or_insert_with(|| SeriesWrite {
+                latest: metric,
+                range: None,
+                points: Vec::new(),
+            });
+        if metric.is_newer_than(write.latest) {
+            write.latest = metric;
+        }
+        if !metric.value.is_nan() {
+            write.range = Some(match write.range {
+                None => (metric.value, metric.value),
+                Some((low, high)) => (low.min(metric.value), high.max(metric.value)),
+            });
+        }
+        write.points.push(point);
+    }
+    if by_key.is_empty() {
         return Ok(());
     }
-    // One upsert row per key: PostgreSQL refuses to update the same row twice in one statement.
-    let mut latest: BTreeMap<&str, &Metric> = BTreeMap::new();
-    for metric in metrics {
-        match latest.get(metric.key.as_str()) {
-            Some(current) if !metric.is_newer_than(current) => {}
-            _ => {
-                latest.insert(metric.key.as_str(), metric);
-            }
-        }
-    }
-    // The WHERE clause keeps an older point (by step, timestamp, value) from replacing a newer one.
+
+    // Every row is updated, so RETURNING hands back every key's series number; the CASEs keep an
+    // older point (by step, timestamp, value) from replacing a newer one as the latest value.
+    let newer = "(excluded.step > latest_metrics.step \
+         OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+         OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
+             AND excluded.value > latest_metrics.value))";
+    let latest_if_newer = |column: &str| {
+        format!(
+            "{column} = CASE WHEN {newer} THEN excluded.{column} ELSE latest_metrics.{column} END"
+        )
+    };
+    let widen = |column: &str, comparison: &str| {
+        format!(
+            "{column} = CASE WHEN latest_metrics.{column} IS NULL \
+             OR excluded.{column} {comparison} latest_metrics.{column} \
+             THEN excluded.{column} ELSE latest_metrics.{column} END"
+        )
+    };
     let sql = format!(
-        "INSERT INTO latest_metrics (run_uuid, key, value, timestamp, step, is_nan) VALUES {} \
-         ON CONFLICT (run_uuid, key) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp, \
-         step = excluded.step, is_nan = excluded.is_nan \
-         WHERE excluded.step > latest_metrics.step \
-            OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
-            OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp \
-                AND excluded.value > latest_metrics.value)",
-        values_rows(latest.len(), 6)
+        "INSERT INTO latest_metrics (run_uuid, key, value, timestamp, step, is_nan, min_value, max_value) \
+         VALUES {} ON CONFLICT (run_uuid, key) DO UPDATE SET {}, {}, {}, {}, {}, {} \
+         RETURNING key, series_id",
+        values_rows(by_key.len(), 8),
+        latest_if_newer("value"),
+        latest_if_newer("timestamp"),
+        latest_if_newer("step"),
+        latest_if_newer("is_nan"),
+        widen("min_value", "<"),
+        widen("max_value", ">"),
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for metric in latest.values() {
+    for (key, write) in &by_key {
+        let latest = write.latest;
         query = query
             .bind(run_id)
-            .bind(metric.key.as_str())
-            .bind(sortable_value(metric.value))
-            .bind(metric.timestamp)
-            .bind(metric.step)
-            .bind(i64::from(metric.value.is_nan()));
+            .bind(*key)
+            .bind(sortable_value(latest.value))
+            .bind(latest.timestamp)
+            .bind(latest.step)
+            .bind(i64::from(latest.value.is_nan()))
+            .bind(write.range.map(|(low, _)| low))
+            .bind(write.range.map(|(_, high)| high));
     }
-    query.execute(&mut **transaction).await?;
-
-    let sql = format!(
-        "SELECT key, series_id FROM latest_metrics WHERE run_uuid = $1 AND key IN ({})",
-        placeholders(2, latest.len())
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run_id);
-    for key in latest.keys() {
-        query = query.bind(*key);
-    }
-    let mut series: HashMap<String, i64> = HashMap::with_capacity(latest.len());
+    let mut series: HashMap<String, i64> = HashMap::with_capacity(by_key.len());
     for row in query.fetch_all(&mut **transaction).await? {
         series.insert(get_text(&row, "key")?, get_i64(&row, "series_id")?);
     }
 
-    let on_conflict = match repeated {
-        RepeatedPoints::Fail => "",
-        RepeatedPoints::Skip => " ON CONFLICT DO NOTHING",
-    };
     let sql = format!(
-        "INSERT INTO metric_points (series_id, step, timestamp, value, is_nan) VALUES {}{on_conflict}",
-        values_rows(metrics.len(), 5)
+        "INSERT INTO metric_chunks (series_id, points) VALUES {}",
+        values_rows(by_key.len(), 2)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for metric in metrics {
-        // Every key of the batch got its latest_metrics row above, in this transaction.
-        let series_id = series.get(metric.key.as_str()).copied().ok_or_else(|| {
+    for (key, write) in by_key {
+        let series_id = series.get(key).copied().ok_or_else(|| {
             Error::Internal(anyhow::anyhow!(
-                "no metric series for key '{}' of run {run_id}",
-                metric.key
+                "no metric series for key '{key}' of run {run_id}"
             ))
         })?;
-        query = query
-            .bind(series_id)
-            .bind(metric.step)
-            .bind(metric.timestamp)
-            .bind(sortable_value(metric.value))
-            .bind(i64::from(metric.value.is_nan()));
+        query = query.bind(series_id).bind(chunks::encode(write.points));
     }
     query.execute(&mut **transaction).await?;
     Ok(())

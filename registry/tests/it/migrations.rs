@@ -1,5 +1,7 @@
 //! Upgrading a database that already holds data keeps the data: the metric history written
-//! under the schema before series numbers reads back whole after the upgrade, on both backends.
+//! under the schema before series numbers (a row per point, keyed by run id and key) reads back
+//! whole, to the bit, after the upgrade to series numbers and then to history chunks, on both
+//! backends.
 
 use okla_registry::config::BackendStore;
 use okla_registry::store::Store;
@@ -31,6 +33,31 @@ const OLD_SCHEMA_ROWS: &str = "
         ('run-b', 'loss', 0.7, 200, 0, 0);
 ";
 
+/// Points whose values only read back exactly if the migration prints them in full: the
+/// infinities (spelled differently by each database) and values needing 17 significant digits.
+fn extreme_rows(kind: BackendKind) -> &'static str {
+    match kind {
+        BackendKind::Postgres => {
+            "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES
+                ('run-b', 'edge', -9223372036854775808, 9223372036854775807, 'Infinity', 0),
+                ('run-b', 'edge', 1, 1, '-Infinity', 0),
+                ('run-b', 'edge', 2, 2, 0.30000000000000004, 0),
+                ('run-b', 'edge', 3, 3, 5e-324, 0);
+             INSERT INTO latest_metrics (run_uuid, key, value, timestamp, step, is_nan)
+             VALUES ('run-b', 'edge', 5e-324, 3, 3, 0);"
+        }
+        BackendKind::Sqlite => {
+            "INSERT INTO metrics (run_uuid, key, step, timestamp, value, is_nan) VALUES
+                ('run-b', 'edge', -9223372036854775808, 9223372036854775807, 9e999, 0),
+                ('run-b', 'edge', 1, 1, -9e999, 0),
+                ('run-b', 'edge', 2, 2, 0.30000000000000004, 0),
+                ('run-b', 'edge', 3, 3, 5e-324, 0);
+             INSERT INTO latest_metrics (run_uuid, key, value, timestamp, step, is_nan)
+             VALUES ('run-b', 'edge', 5e-324, 3, 3, 0);"
+        }
+    }
+}
+
 async fn history_survives_the_series_migration(kind: BackendKind) {
     let database = TestDatabase::create(kind).await;
     let url = match BackendStore::parse(&database.uri).expect("test URIs parse") {
@@ -48,6 +75,10 @@ async fn history_survives_the_series_migration(kind: BackendKind) {
         .execute(OLD_SCHEMA_ROWS)
         .await
         .expect("rows in the old schema");
+    connection
+        .execute(extreme_rows(kind))
+        .await
+        .expect("extreme rows in the old schema");
     connection.close().await.expect("close");
 
     // Connecting runs the remaining migrations, as a registry upgrade does at start.
@@ -72,6 +103,28 @@ async fn history_survives_the_series_migration(kind: BackendKind) {
     assert!(loss_a[3].2.is_nan(), "the NaN point stays NaN");
     assert_eq!(history("run-a", "acc").await, vec![(0, 100, 0.1)]);
     assert_eq!(history("run-b", "loss").await, vec![(0, 200, 0.7)]);
+    let edge: Vec<(i64, i64, u64)> = history("run-b", "edge")
+        .await
+        .into_iter()
+        .map(|(step, timestamp, value)| (step, timestamp, value.to_bits()))
+        .collect();
+    assert_eq!(
+        edge,
+        vec![
+            (i64::MIN, i64::MAX, f64::INFINITY.to_bits()),
+            (1, 1, f64::NEG_INFINITY.to_bits()),
+            (2, 2, 0.300_000_000_000_000_04_f64.to_bits()),
+            (3, 3, 5e-324_f64.to_bits()),
+        ]
+    );
+    let runs = ["run-a".to_owned(), "run-b".to_owned()];
+    let ranges = store.metric_ranges(&runs).await.expect("ranges");
+    let range = |run: &str, key: &str| ranges.get(&(run.to_owned(), key.to_owned())).copied();
+    assert_eq!(range("run-a", "loss"), Some((0.4, 0.9)), "NaN left out");
+    assert_eq!(
+        range("run-b", "edge"),
+        Some((f64::NEG_INFINITY, f64::INFINITY))
+    );
 
     // New points continue the migrated series rather than starting a second one.
     store
@@ -92,6 +145,11 @@ async fn history_survives_the_series_migration(kind: BackendKind) {
     assert_eq!(
         history("run-b", "loss").await,
         vec![(0, 200, 0.7), (1, 201, 0.6)]
+    );
+    let ranges = store.metric_ranges(&runs).await.expect("ranges");
+    assert_eq!(
+        ranges.get(&("run-b".to_owned(), "loss".to_owned())),
+        Some(&(0.6, 0.7))
     );
     store.close().await;
 }

@@ -764,6 +764,15 @@ async fn older_step_logged_later_does_not_replace_latest_metric(store: &Store) {
     assert!(experiment_runs.is_empty(), "{experiment_runs:?}");
     let experiment_runs = search_run_names(store, 0, "metrics.loss = 2", &[]).await;
     assert_eq!(experiment_runs, ["latest"]);
+
+    // The range spans every point, whether or not it became the latest value.
+    let ranges = store
+        .metric_ranges(std::slice::from_ref(run_id))
+        .await
+        .expect("metric ranges");
+    let range = |key: &str| ranges.get(&(run_id.clone(), key.to_owned())).copied();
+    assert_eq!(range("loss"), Some((1.0, 9.0)));
+    assert_eq!(range("acc"), Some((0.1, 0.8)));
 }
 
 async fn nan_and_infinite_metrics_round_trip(store: &Store) {

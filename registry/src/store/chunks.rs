@@ -1,0 +1,216 @@
+//! The metric history, stored in chunks: each write adds one `metric_chunks` row per metric key,
+//! holding that write's points of the key as text, one `step timestamp value` line per point.
+//!
+//! A row per point made log-batch's cost that of a thousand primary-key insertions per call, and
+//! a history read that of decoding a row per point. Reads now fetch a series' chunks, then sort
+//! and deduplicate the points here: MLflow keeps one copy of an identical (step, timestamp, value),
+//! which a retried write would otherwise store twice.
+//!
+//! Text rather than packed binary because both backends' migrations must be able to write the
+//! format in plain SQL: PostgreSQL prints a double exactly (shortest round-trip) and SQLite with
+//! `printf('%!.17g')`; values are written here with `ryu`, which is shortest round-trip too.
+
+use std::cmp::Ordering;
+
+use super::{SERIES_OF_RUN_KEY, Store};
+use crate::domain::tracking::sortable_value;
+use crate::error::{Error, Result};
+
+/// One point of a metric's history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Point {
+    pub step: i64,
+    pub timestamp: i64,
+    pub value: f64,
+}
+
+/// The text of one chunk: `step timestamp value` per point, lines joined by `\n`.
+pub(super) fn encode(points: impl IntoIterator<Item = Point>) -> String {
+    let mut text = String::new();
+    let mut integers = itoa::Buffer::new();
+    let mut floats = ryu::Buffer::new();
+    for point in points {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(integers.format(point.step));
+        text.push(' ');
+        text.push_str(integers.format(point.timestamp));
+        text.push(' ');
+        // ryu prints NaN and the infinities as `NaN`, `inf` and `-inf`, which parse back.
+        text.push_str(floats.format(point.value));
+    }
+    text
+}
+
+/// Appends the points of one chunk's text to `points`.
+fn decode(text: &str, points: &mut Vec<Point>) -> std::result::Result<(), String> {
+    for line in text.split('\n').filter(|line| !line.is_empty()) {
+        let mut fields = line.split(' ');
+        let mut field = |name: &str| {
+            fields
+                .next()
+                .ok_or_else(|| format!("line '{line}' lacks its {name}"))
+        };
+        let step = field("step")?;
+        let timestamp = field("timestamp")?;
+        let value = field("value")?;
+        // Rust's float parsing takes PostgreSQL's `Infinity` and SQLite's `Inf` alike.
+        let point = Point {
+            step: step
+                .parse()
+                .map_err(|error| format!("bad step in line '{line}': {error}"))?,
+            timestamp: timestamp
+                .parse()
+                .map_err(|error| format!("bad timestamp in line '{line}': {error}"))?,
+            value: value
+                .parse()
+                .map_err(|error| format!("bad value in line '{line}': {error}"))?,
+        };
+        points.push(point);
+    }
+    Ok(())
+}
+
+/// MLflow's history order, by step, then timestamp, then value, NaN ordering as 0 (after a real 0).
+fn history_order(a: &Point, b: &Point) -> Ordering {
+    (a.step, a.timestamp)
+        .cmp(&(b.step, b.timestamp))
+        .then_with(|| sortable_value(a.value).total_cmp(&sortable_value(b.value)))
+        .then_with(|| a.value.is_nan().cmp(&b.value.is_nan()))
+}
+
+fn same_point(a: &Point, b: &Point) -> bool {
+    a.step == b.step
+        && a.timestamp == b.timestamp
+        && (a.value == b.value || (a.value.is_nan() && b.value.is_nan()))
+}
+
+/// Puts points gathered from several chunks in history order, keeping one copy of each point.
+fn into_history(mut points: Vec<Point>) -> Vec<Point> {
+    points.sort_unstable_by(history_order);
+    points.dedup_by(|later, earlier| same_point(later, earlier));
+    points
+}
+
+impl Store {
+    /// The whole history of `key` in run `run_id`, in history order; empty for an unknown key.
+    pub(super) async fn metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Point>> {
+        let chunks: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT points FROM metric_chunks WHERE {SERIES_OF_RUN_KEY}"
+        )))
+        .bind(run_id)
+        .bind(key)
+        .fetch_all(&self.reader)
+        .await?;
+        let mut points = Vec::new();
+        for chunk in &chunks {
+            decode(chunk, &mut points).map_err(|problem| {
+                Error::Internal(anyhow::anyhow!(
+                    "stored history of metric '{key}' of run {run_id} is corrupt: {problem}"
+                ))
+            })?;
+        }
+        Ok(into_history(points))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(step: i64, timestamp: i64, value: f64) -> Point {
+        Point {
+            step,
+            timestamp,
+            value,
+        }
+    }
+
+    fn round_trip(points: &[Point]) -> Vec<Point> {
+        let mut decoded = Vec::new();
+        decode(&encode(points.iter().copied()), &mut decoded).expect("own encoding decodes");
+        decoded
+    }
+
+    #[test]
+    fn every_value_survives_the_text_form() {
+        let points = [
+            point(i64::MIN, i64::MAX, 0.1),
+            point(-1, 0, 0.300_000_000_000_000_04),
+            point(0, 1, f64::INFINITY),
+            point(1, 2, f64::NEG_INFINITY),
+            point(2, 3, f64::MIN_POSITIVE),
+            point(3, 4, 5e-324),
+            point(4, 5, f64::MAX),
+            point(5, 6, -0.0),
+        ];
+        let decoded = round_trip(&points);
+        assert_eq!(decoded.len(), points.len());
+        for (before, after) in points.iter().zip(&decoded) {
+            assert_eq!(
+                (before.step, before.timestamp),
+                (after.step, after.timestamp)
+            );
+            assert_eq!(before.value.to_bits(), after.value.to_bits(), "{before:?}");
+        }
+        let nan = round_trip(&[point(7, 8, f64::NAN)]);
+        assert!(nan[0].value.is_nan());
+    }
+
+    #[test]
+    fn the_spellings_of_both_databases_decode() {
+        let mut points = Vec::new();
+        decode(
+            "1 10 Infinity\n2 20 -Infinity\n3 30 NaN\n4 40 1e+300\n5 50 0.10000000000000001\n\
+             6 60 Inf\n7 70 -Inf\n8 80 1.0e+300\n9 90 4.9406564584124654e-324",
+            &mut points,
+        )
+        .expect("database spellings decode");
+        let values: Vec<f64> = points.iter().map(|point| point.value).collect();
+        assert_eq!(values[0], f64::INFINITY);
+        assert_eq!(values[1], f64::NEG_INFINITY);
+        assert!(values[2].is_nan());
+        assert_eq!(values[3], 1e300);
+        assert_eq!(values[4], 0.1);
+        assert_eq!(values[5], f64::INFINITY);
+        assert_eq!(values[6], f64::NEG_INFINITY);
+        assert_eq!(values[7], 1e300);
+        assert_eq!(values[8], 5e-324);
+    }
+
+    #[test]
+    fn damaged_text_is_an_error_naming_the_line() {
+        for damaged in ["1 2", "1 x 3.0", "a 2 3.0", "1 2 three"] {
+            let error = decode(damaged, &mut Vec::new()).expect_err(damaged);
+            assert!(error.contains(damaged), "{error}");
+        }
+    }
+
+    #[test]
+    fn history_is_ordered_and_holds_each_point_once() {
+        let history = into_history(vec![
+            point(2, 5, 1.0),
+            point(1, 9, f64::NAN),
+            point(1, 9, 0.0),
+            point(1, 9, -0.5),
+            point(2, 5, 1.0),
+            point(1, 9, f64::NAN),
+            point(0, 7, 3.0),
+        ]);
+        let seen: Vec<(i64, i64, String)> = history
+            .iter()
+            .map(|point| (point.step, point.timestamp, format!("{:?}", point.value)))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                (0, 7, "3.0".to_owned()),
+                (1, 9, "-0.5".to_owned()),
+                (1, 9, "0.0".to_owned()),
+                (1, 9, "NaN".to_owned()),
+                (2, 5, "1.0".to_owned()),
+            ]
+        );
+    }
+}
