@@ -178,14 +178,18 @@ async fn serving_follows_champion_and_refuses_a_corrupt_version() {
     let cache = tempfile::tempdir().expect("temporary directory");
     let server = serve_registry(&registry.url, cache.path());
     let client = reqwest::Client::new();
-    wait_until("the Production version serves", || async {
-        status(&client, format!("{}/v2/models/pricing/ready", server.http)).await == StatusCode::OK
-    })
+    // The server turns ready just after its first model does (once the registry source has
+    // finished its pass), so both are waited for.
+    wait_until(
+        "the Production version serves and the server is ready",
+        || async {
+            status(&client, format!("{}/v2/models/pricing/ready", server.http)).await
+                == StatusCode::OK
+                && status(&client, format!("{}/v2/health/ready", server.http)).await
+                    == StatusCode::OK
+        },
+    )
     .await;
-    assert_eq!(
-        status(&client, format!("{}/v2/health/ready", server.http)).await,
-        StatusCode::OK
-    );
     assert!(cache.path().join("pricing/1/model.onnx").is_file());
     assert!(cache.path().join("pricing/1/MLmodel").is_file());
     let versions = || async {
