@@ -224,10 +224,15 @@ impl Store {
     }
 }
 
-/// `VALUES ($1, $2), ($3, $4), ...` for `rows` rows of `columns` values.
+/// `($1, $2), ($3, $4), ...` for `rows` rows of `columns` values: the rows of a `VALUES` list.
 fn values_rows(rows: usize, columns: usize) -> String {
+    values_rows_from(1, rows, columns)
+}
+
+/// [`values_rows`] numbered from `$first`, for a list that follows other parameters.
+fn values_rows_from(first: usize, rows: usize, columns: usize) -> String {
     (0..rows)
-        .map(|row| format!("({})", placeholders(row * columns + 1, columns)))
+        .map(|row| format!("({})", placeholders(first + row * columns, columns)))
         .collect::<Vec<_>>()
         .join(", ")
 }
