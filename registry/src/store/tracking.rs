@@ -570,8 +570,12 @@ impl Store {
         require_active(&info)?;
         let metrics_only =
             batch.params.is_empty() && batch.tags.is_empty() && batch.model_metrics.is_empty();
+        let series = series_writes(&batch.metrics);
         if metrics_only && self.backend == Backend::Postgres {
-            return insert_metrics_in_one_statement(&self.writer, run_id, &batch.metrics).await;
+            if series.is_empty() {
+                return Ok(());
+            }
+            return insert_metrics_in_one_statement(&self.writer, run_id, &series).await;
         }
         let mut transaction = self.writer.begin().await?;
         check_params_unchanged(&mut transaction, run_id, &batch.params).await?;
@@ -589,7 +593,7 @@ impl Store {
             }
             query.execute(&mut *transaction).await?;
         }
-        insert_metrics(&mut transaction, run_id, &batch.metrics).await?;
+        insert_metrics(&mut transaction, run_id, &series).await?;
         if let Some(name) = batch.tags.iter().rev().find(|tag| tag.key == RUN_NAME_TAG) {
             sqlx::query("UPDATE runs SET name = $1 WHERE run_uuid = $2")
                 .bind(name.value.as_str())
@@ -835,8 +839,10 @@ struct SeriesWrite<'a> {
 }
 
 /// A batch's metrics grouped by key.
-fn series_writes(metrics: &[Metric]) -> BTreeMap<&str, SeriesWrite<'_>> {
-    let mut by_key: BTreeMap<&str, SeriesWrite<'_>> = BTreeMap::new();
+type SeriesWrites<'a> = BTreeMap<&'a str, SeriesWrite<'a>>;
+
+fn series_writes(metrics: &[Metric]) -> SeriesWrites<'_> {
+    let mut by_key = SeriesWrites::new();
     for metric in metrics {
         let point = Point {
             step: metric.step,
@@ -907,7 +913,7 @@ fn upsert_latest_sql(keys: usize) -> String {
 fn bind_latest<'q>(
     mut query: AnyQuery<'q>,
     run_id: &'q str,
-    by_key: &BTreeMap<&'q str, SeriesWrite<'q>>,
+    by_key: &SeriesWrites<'q>,
 ) -> AnyQuery<'q> {
     for (key, write) in by_key {
         let latest = write.latest;
@@ -931,15 +937,14 @@ fn bind_latest<'q>(
 async fn insert_metrics(
     transaction: &mut Transaction<'_, Any>,
     run_id: &str,
-    metrics: &[Metric],
+    by_key: &SeriesWrites<'_>,
 ) -> Result<()> {
-    let by_key = series_writes(metrics);
     if by_key.is_empty() {
         return Ok(());
     }
     let query = sqlx::query(sqlx::AssertSqlSafe(upsert_latest_sql(by_key.len())));
     let mut series: HashMap<String, i64> = HashMap::with_capacity(by_key.len());
-    for row in bind_latest(query, run_id, &by_key)
+    for row in bind_latest(query, run_id, by_key)
         .fetch_all(&mut **transaction)
         .await?
     {
@@ -952,12 +957,14 @@ async fn insert_metrics(
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
     for (key, write) in by_key {
-        let series_id = series.get(key).copied().ok_or_else(|| {
+        let series_id = series.get(*key).copied().ok_or_else(|| {
             Error::Internal(anyhow::anyhow!(
                 "no metric series for key '{key}' of run {run_id}"
             ))
         })?;
-        query = query.bind(series_id).bind(chunks::encode(write.points));
+        query = query
+            .bind(series_id)
+            .bind(chunks::encode(write.points.iter().copied()));
     }
     query.execute(&mut **transaction).await?;
     Ok(())
@@ -970,12 +977,8 @@ async fn insert_metrics(
 async fn insert_metrics_in_one_statement(
     pool: &AnyPool,
     run_id: &str,
-    metrics: &[Metric],
+    by_key: &SeriesWrites<'_>,
 ) -> Result<()> {
-    let by_key = series_writes(metrics);
-    if by_key.is_empty() {
-        return Ok(());
-    }
     let sql = format!(
         "WITH written AS ({}) \
          INSERT INTO metric_chunks (series_id, points) \
@@ -984,8 +987,8 @@ async fn insert_metrics_in_one_statement(
         upsert_latest_sql(by_key.len()),
         values_rows_from(by_key.len() * LATEST_COLUMNS + 1, by_key.len(), 2)
     );
-    let mut query = bind_latest(sqlx::query(sqlx::AssertSqlSafe(sql)), run_id, &by_key);
-    for (key, write) in &by_key {
+    let mut query = bind_latest(sqlx::query(sqlx::AssertSqlSafe(sql)), run_id, by_key);
+    for (key, write) in by_key {
         query = query
             .bind(*key)
             .bind(chunks::encode(write.points.iter().copied()));
