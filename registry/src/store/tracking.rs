@@ -564,7 +564,8 @@ impl Store {
         Ok(())
     }
 
-    /// Writes one batch in one transaction: history rows (idempotent), latest values, params and tags.
+    /// Writes one batch atomically: history chunks (a repeated point is merged when read), latest
+    /// values, params and tags, in one transaction, or one statement for metrics only on PostgreSQL.
     pub async fn log_batch(&self, run_id: &str, batch: Batch) -> Result<()> {
         let info = self.get_run_info(run_id).await?;
         require_active(&info)?;
