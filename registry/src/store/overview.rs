@@ -29,13 +29,14 @@ impl Store {
 
     /// The smallest and largest logged value of every metric of `run_ids` over its whole history
     /// (NaN points left out), keyed by `(run_id, key)`; kept up to date by every metric write.
+    /// A metric with only NaN points has the empty range (+inf, -inf), or NULLs if migrated.
     pub async fn metric_ranges(
         &self,
         run_ids: &[String],
     ) -> Result<HashMap<(String, String), (f64, f64)>> {
         let sql = format!(
             "SELECT run_uuid, key, min_value, max_value FROM latest_metrics \
-             WHERE min_value IS NOT NULL AND {}",
+             WHERE min_value <= max_value AND {}",
             self.in_id_list("run_uuid", 1)
         );
         let mut ranges = HashMap::new();

@@ -834,8 +834,10 @@ async fn check_params_unchanged(
 /// What one write adds to the history of one key.
 struct SeriesWrite<'a> {
     latest: &'a Metric,
-    /// The smallest and largest value among the write's points, NaN left out.
-    range: Option<(f64, f64)>,
+    /// The smallest and largest value among the write's points, NaN left out; (+inf, -inf), the
+    /// empty range, when there is none. Never NULL: sqlx's `Any` binds a NULL double as a float4,
+    /// which then poisons the prepared statement for the doubles bound after it.
+    range: (f64, f64),
     points: Vec<Point>,
 }
 
@@ -854,17 +856,15 @@ fn series_writes(metrics: &[Metric]) -> SeriesWrites<'_> {
             .entry(metric.key.as_str())
             .or_insert_with(|| SeriesWrite {
                 latest: metric,
-                range: None,
+                range: (f64::INFINITY, f64::NEG_INFINITY),
                 points: Vec::new(),
             });
         if metric.is_newer_than(write.latest) {
             write.latest = metric;
         }
         if !metric.value.is_nan() {
-            write.range = Some(match write.range {
-                None => (metric.value, metric.value),
-                Some((low, high)) => (low.min(metric.value), high.max(metric.value)),
-            });
+            let (low, high) = write.range;
+            write.range = (low.min(metric.value), high.max(metric.value));
         }
         write.points.push(point);
     }
@@ -925,8 +925,8 @@ fn bind_latest<'q>(
             .bind(latest.timestamp)
             .bind(latest.step)
             .bind(i64::from(latest.value.is_nan()))
-            .bind(write.range.map(|(low, _)| low))
-            .bind(write.range.map(|(_, high)| high));
+            .bind(write.range.0)
+            .bind(write.range.1);
     }
     query
 }

@@ -23,6 +23,7 @@ backend_test_suite!(store:
     log_batch_twice_leaves_history_unchanged,
     older_step_logged_later_does_not_replace_latest_metric,
     nan_and_infinite_metrics_round_trip,
+    nan_only_and_finite_writes_share_one_statement,
     changing_a_param_is_refused_and_nothing_of_the_batch_is_written,
     logging_to_a_deleted_run_is_refused,
     metric_history_pages,
@@ -773,6 +774,35 @@ async fn older_step_logged_later_does_not_replace_latest_metric(store: &Store) {
     let range = |key: &str| ranges.get(&(run_id.clone(), key.to_owned())).copied();
     assert_eq!(range("loss"), Some((1.0, 9.0)));
     assert_eq!(range("acc"), Some((0.1, 0.8)));
+}
+
+/// A key with only NaN points has no range, and its write binds the empty one. Writes of such
+/// keys and of finite ones run the same statement, prepared once per pooled connection: whichever
+/// comes first on a connection must not break the statement for the other.
+async fn nan_only_and_finite_writes_share_one_statement(store: &Store) {
+    let run = create_run(store, 0, "nan-only", 1).await;
+    let run_id = &run.info.run_id;
+    for step in 0..6 {
+        let batch = metrics_batch(vec![metric("nan", f64::NAN, 10, step)]);
+        log(store, run_id, batch).await;
+    }
+    for step in 0..6 {
+        let batch = metrics_batch(vec![metric("finite", 0.5 + step as f64, 10, step)]);
+        log(store, run_id, batch).await;
+    }
+    let ranges = store
+        .metric_ranges(std::slice::from_ref(run_id))
+        .await
+        .expect("metric ranges");
+    assert_eq!(
+        ranges.get(&(run_id.clone(), "finite".to_owned())),
+        Some(&(0.5, 5.5))
+    );
+    assert!(
+        !ranges.contains_key(&(run_id.clone(), "nan".to_owned())),
+        "a NaN-only metric has no range: {ranges:?}"
+    );
+    assert_eq!(history(store, run_id, "nan").await.len(), 6);
 }
 
 async fn nan_and_infinite_metrics_round_trip(store: &Store) {
