@@ -12,7 +12,7 @@
 
 use std::cmp::Ordering;
 
-use super::{SERIES_OF_RUN_KEY, Store};
+use super::Store;
 use crate::domain::tracking::sortable_value;
 use crate::error::{Error, Result};
 
@@ -96,9 +96,11 @@ fn into_history(mut points: Vec<Point>) -> Vec<Point> {
 impl Store {
     /// The whole history of `key` in run `run_id`, in history order; empty for an unknown key.
     pub(super) async fn metric_history(&self, run_id: &str, key: &str) -> Result<Vec<Point>> {
-        let chunks: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT points FROM metric_chunks WHERE {SERIES_OF_RUN_KEY}"
-        )))
+        // Each (run, key) is one series, numbered by its latest_metrics row: one index probe.
+        let chunks: Vec<String> = sqlx::query_scalar(
+            "SELECT points FROM metric_chunks WHERE series_id = \
+             (SELECT series_id FROM latest_metrics WHERE run_uuid = $1 AND key = $2)",
+        )
         .bind(run_id)
         .bind(key)
         .fetch_all(&self.reader)

@@ -165,11 +165,6 @@ fn search_query(sql: String, values: &[SqlValue]) -> AnyQuery<'_> {
     query
 }
 
-/// Selects the history chunks (`metric_chunks`) of the metric `$2` of run `$1`: each (run, key)
-/// is one series, numbered by its latest_metrics row. A single index probe on both backends.
-const SERIES_OF_RUN_KEY: &str =
-    "series_id = (SELECT series_id FROM latest_metrics WHERE run_uuid = $1 AND key = $2)";
-
 /// `$first, $first+1, ...` for `count` values: the portable placeholder spelling.
 fn placeholders(first: usize, count: usize) -> String {
     (first..first + count)
