@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Serialize};
@@ -75,6 +75,12 @@ struct Args {
     /// Points of the metric that metric-history reads back.
     #[arg(long, default_value_t = 10_000)]
     history_points: usize,
+
+    /// Points per write while metric-history sets up its metric: up to 1000 per runs/log-batch
+    /// call, as a buffered logger sends them, or 1, a runs/log-metric call per point, as
+    /// `mlflow.log_metric` in a training loop does.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    history_points_per_write: u16,
 
     /// Metrics per runs/log-batch call in the log-batch scenario (MLflow allows 1..=1000).
     #[arg(long, default_value_t = 1000)]
@@ -762,23 +768,40 @@ impl Bench {
             .await
             .map_err(anyhow::Error::msg)?;
         let points = self.args.history_points;
+        let per_write = usize::from(self.args.history_points_per_write);
         let timestamp = now_ms();
-        for first in (0..points).step_by(MAX_METRICS_PER_BATCH) {
-            let metrics: Vec<Value> = (first..points.min(first + MAX_METRICS_PER_BATCH))
+        let point = |step: usize| {
+            json!({
+                "key": "history",
+                "value": 1.0 / (step as f64 + 1.0),
+                "timestamp": timestamp + step as i64,
+                "step": step,
+            })
+        };
+        if per_write == 1 {
+            // The clients log concurrently, as the setup of the other scenarios does.
+            futures::stream::iter(0..points)
                 .map(|step| {
-                    json!({
-                        "key": "history",
-                        "value": 1.0 / (step as f64 + 1.0),
-                        "timestamp": timestamp + step as i64,
-                        "step": step,
-                    })
+                    let mut body = point(step);
+                    body["run_id"] = json!(run_id);
+                    let tracking = &self.tracking;
+                    async move { tracking.post::<IgnoredAny>("runs/log-metric", &body).await }
                 })
-                .collect();
-            self.tracking
-                .log_batch(&run_id, &json!({ "metrics": metrics }))
+                .buffer_unordered(self.args.clients)
+                .try_collect::<Vec<_>>()
                 .await
                 .map_err(anyhow::Error::msg)
                 .context("metric-history setup failed")?;
+        } else {
+            for first in (0..points).step_by(per_write) {
+                let metrics: Vec<Value> =
+                    (first..points.min(first + per_write)).map(point).collect();
+                self.tracking
+                    .log_batch(&run_id, &json!({ "metrics": metrics }))
+                    .await
+                    .map_err(anyhow::Error::msg)
+                    .context("metric-history setup failed")?;
+            }
         }
         let setup = setup_started.elapsed();
 
@@ -818,7 +841,9 @@ impl Bench {
             self.args.clients,
             setup,
             measured,
-            format!("{points} points per history, max_results {HISTORY_PAGE_SIZE}"),
+            format!(
+                "{points} points per history, {per_write} per write, max_results {HISTORY_PAGE_SIZE}"
+            ),
         ))
     }
 }
@@ -1000,6 +1025,7 @@ async fn main() -> anyhow::Result<()> {
             "warmup_seconds": bench.args.warmup_seconds,
             "runs": bench.args.runs,
             "history_points": bench.args.history_points,
+            "history_points_per_write": bench.args.history_points_per_write,
             "batch_size": bench.args.batch_size,
             "scenarios": results,
         });

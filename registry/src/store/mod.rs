@@ -13,8 +13,9 @@ pub mod series;
 mod statistics;
 pub mod tracking;
 
+use std::collections::HashSet;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::any::{AnyArguments, AnyConnectOptions, AnyPoolOptions, AnyRow};
@@ -24,6 +25,7 @@ use tokio::sync::Notify;
 
 use crate::config::BackendStore;
 use crate::error::{Error, Result};
+pub use chunks::Compaction;
 pub use search_sql::SqlValue;
 
 /// Which database is behind the pools; queries are shared, a few behaviours are not.
@@ -45,6 +47,9 @@ pub struct Store {
     backend: Backend,
     /// Poked after every commit that wrote outbox events, so the relay publishes at once.
     events_written: Arc<Notify>,
+    /// Metric series whose history a background task is compacting, so reads of a series
+    /// that needs it start one task, not one each.
+    compacting: Arc<Mutex<HashSet<i64>>>,
 }
 
 type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
@@ -61,12 +66,7 @@ impl Store {
                     .acquire_timeout(Duration::from_secs(30))
                     .connect_with(options)
                     .await?;
-                Store {
-                    writer: pool.clone(),
-                    reader: pool,
-                    backend: Backend::Postgres,
-                    events_written: Arc::new(Notify::new()),
-                }
+                Store::new(pool.clone(), pool, Backend::Postgres)
             }
             BackendStore::Sqlite(path) => {
                 if let Some(parent) = path
@@ -84,24 +84,25 @@ impl Store {
                 let options = AnyConnectOptions::from_str(&url)?.disable_statement_logging();
                 let writer = sqlite_pool(options.clone(), 1).await?;
                 // The writer creates the file and switches it to WAL before readers open it.
-                let store_migrated = Store {
-                    writer: writer.clone(),
-                    reader: writer.clone(),
-                    backend: Backend::Sqlite,
-                    events_written: Arc::new(Notify::new()),
-                };
-                store_migrated.migrate().await?;
+                Store::new(writer.clone(), writer.clone(), Backend::Sqlite)
+                    .migrate()
+                    .await?;
                 let reader = sqlite_pool(options, max_connections.max(1)).await?;
-                return Ok(Store {
-                    writer,
-                    reader,
-                    backend: Backend::Sqlite,
-                    events_written: Arc::new(Notify::new()),
-                });
+                return Ok(Store::new(writer, reader, Backend::Sqlite));
             }
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    fn new(writer: AnyPool, reader: AnyPool, backend: Backend) -> Store {
+        Store {
+            writer,
+            reader,
+            backend,
+            events_written: Arc::new(Notify::new()),
+            compacting: Arc::default(),
+        }
     }
 
     async fn migrate(&self) -> Result<()> {

@@ -9,9 +9,9 @@ use okla_registry::domain::model_registry::{Stage, VersionFile};
 use okla_registry::domain::tracking::{Metric, Run, RunStatus};
 use okla_registry::domain::{KeyValue, LifecycleStage, ViewType};
 use okla_registry::error::{ErrorCode, Result};
-use okla_registry::store::Store;
 use okla_registry::store::model_registry::{Change, NewModelVersion, SearchModels};
 use okla_registry::store::tracking::{Batch, NewRun, RunUpdate, SearchExperiments, SearchRuns};
+use okla_registry::store::{Compaction, Store};
 
 backend_test_suite!(store:
     experiment_create_get_and_duplicate,
@@ -27,6 +27,8 @@ backend_test_suite!(store:
     changing_a_param_is_refused_and_nothing_of_the_batch_is_written,
     logging_to_a_deleted_run_is_refused,
     metric_history_pages,
+    compaction_merges_small_chunks_and_keeps_every_point,
+    reads_have_a_pointwise_history_compacted_while_it_is_written,
     search_runs_filters_on_metrics_params_tags_and_attributes,
     search_runs_orders_by_metric_with_nan_then_missing_last,
     search_runs_pages_through_every_run_exactly_once,
@@ -1019,6 +1021,154 @@ async fn metric_history_pages(store: &Store) {
             .await,
         ErrorCode::ResourceDoesNotExist,
     );
+}
+
+/// What a history read returns, with values compared bit for bit so NaN and -0.0 count.
+fn exact(history: &[Metric]) -> Vec<(i64, i64, u64)> {
+    history
+        .iter()
+        .map(|point| (point.step, point.timestamp, point.value.to_bits()))
+        .collect()
+}
+
+async fn chunks_of(store: &Store, run_id: &str, key: &str) -> i64 {
+    store
+        .metric_history_chunks(run_id, key)
+        .await
+        .expect("count chunks")
+}
+
+async fn compaction_merges_small_chunks_and_keeps_every_point(store: &Store) {
+    let run = create_run(store, 0, "compaction", 1).await;
+    let run_id = &run.info.run_id;
+    // One write per point, as a training loop's log_metric calls make them, cycling through the
+    // values whose text form is delicate; then a retried write and a batch too large to merge.
+    let values = [
+        0.1,
+        -0.0,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        5e-324,
+        f64::MAX,
+    ];
+    let mut expected: Vec<Metric> = (0..150_i64)
+        .map(|step| {
+            metric(
+                "loss",
+                values[step as usize % values.len()],
+                1000 + step,
+                step,
+            )
+        })
+        .collect();
+    for point in &expected {
+        log(store, run_id, metrics_batch(vec![point.clone()])).await;
+    }
+    log(store, run_id, metrics_batch(vec![expected[2].clone()])).await;
+    let large: Vec<Metric> = (150..450_i64)
+        .map(|step| metric("loss", step as f64, 1000 + step, step))
+        .collect();
+    log(store, run_id, metrics_batch(large.clone())).await;
+    expected.extend(large);
+    assert_eq!(chunks_of(store, run_id, "loss").await, 152);
+
+    let compaction = store
+        .compact_metric_history(run_id, "loss")
+        .await
+        .expect("compact");
+    assert_eq!(
+        compaction,
+        Compaction {
+            chunks_merged: 151,
+            chunks_written: 1
+        }
+    );
+    assert_eq!(chunks_of(store, run_id, "loss").await, 2);
+    assert_eq!(
+        exact(&history(store, run_id, "loss").await),
+        exact(&expected)
+    );
+    let latest = store.get_run(run_id).await.expect("run");
+    assert_eq!(latest.metrics.len(), 1);
+    assert_eq!(latest.metrics[0].step, 449);
+
+    assert_eq!(
+        store
+            .compact_metric_history(run_id, "loss")
+            .await
+            .expect("again"),
+        Compaction::default(),
+        "nothing is left to merge"
+    );
+    assert_eq!(
+        store
+            .compact_metric_history(run_id, "never-logged")
+            .await
+            .expect("unknown key"),
+        Compaction::default()
+    );
+    expect_error(
+        store
+            .compact_metric_history("0123456789abcdef0123456789abcdef", "loss")
+            .await,
+        ErrorCode::ResourceDoesNotExist,
+    );
+}
+
+async fn reads_have_a_pointwise_history_compacted_while_it_is_written(store: &Store) {
+    const POINTS: i64 = 300;
+    let run = create_run(store, 0, "compacted while written", 1).await;
+    let run_id = run.info.run_id.clone();
+    let point = |step: i64| metric("loss", 1.0 / (step as f64 + 1.0), 1000 + step, step);
+    for step in 0..100 {
+        log(store, &run_id, metrics_batch(vec![point(step)])).await;
+    }
+    let writer = tokio::spawn({
+        let store = store.clone();
+        let run_id = run_id.clone();
+        async move {
+            for step in 100..POINTS {
+                log(&store, &run_id, metrics_batch(vec![point(step)])).await;
+            }
+        }
+    });
+    // Writes are sequential, so every read must see steps 0..n: a compaction that lost, doubled
+    // or half-wrote points would show as a gap, a repeat or a shorter history than before.
+    let mut seen = 0;
+    let mut reads = 0;
+    while !writer.is_finished() {
+        let steps: Vec<i64> = history(store, &run_id, "loss")
+            .await
+            .iter()
+            .map(|point| point.step)
+            .collect();
+        assert!(steps.len() >= seen, "{} points after {seen}", steps.len());
+        assert_eq!(steps, (0..steps.len() as i64).collect::<Vec<_>>());
+        seen = steps.len();
+        reads += 1;
+    }
+    writer.await.expect("writer");
+    assert!(reads > 1, "the reads did not overlap the writes");
+
+    // Each read that meets enough small chunks has them merged in the background.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let all = history(store, &run_id, "loss").await;
+        assert_eq!(
+            exact(&all),
+            exact(&(0..POINTS).map(point).collect::<Vec<_>>())
+        );
+        let chunks = chunks_of(store, &run_id, "loss").await;
+        if chunks < 70 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{chunks} chunks hold {POINTS} points written one by one: reads did not compact them"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 async fn search_runs_filters_on_metrics_params_tags_and_attributes(store: &Store) {
