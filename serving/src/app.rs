@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::ServiceExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -141,10 +142,10 @@ pub async fn serve(
     max_request_bytes: usize,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let router = api::http_router(service.clone(), max_request_bytes);
+    let http_service = api::http_service(service.clone(), max_request_bytes);
     let http_shutdown = shutdown.clone();
     let http_server = async move {
-        axum::serve(http, router)
+        axum::serve(http, http_service.into_make_service())
             .with_graceful_shutdown(http_shutdown.cancelled_owned())
             .await
             .context("HTTP server failed")

@@ -150,6 +150,16 @@ def check_raw_inference(client, model, rows):
     return inputs, expected
 
 
+def check_compression(client):
+    # Requests compressed as tritonclient's `compression_algorithm` sends them.
+    for algorithm in ("gzip", "deflate"):
+        inputs = sample_inputs("pricing", rows=32, seed=11)
+        expected = reference_outputs(MODEL_DIRS["pricing"], inputs)
+        result = client.infer("pricing", infer_inputs(inputs), compression_algorithm=algorithm)
+        for name, want in expected.items():
+            assert_close("pricing", name, result.as_numpy(name), want)
+
+
 def check_output_subset(client):
     inputs = sample_inputs("lead_scoring", rows=3, seed=7)
     expected = reference_outputs(MODEL_DIRS["lead_scoring"], inputs)
@@ -399,6 +409,7 @@ def main():
             for rows in (1, 32):
                 check_raw_inference(client, model, rows)
         check_output_subset(client)
+        check_compression(client)
         check_typed_inference(stub)
         check_dtypes(client, stub)
         check_bad_requests(client, stub)

@@ -6,7 +6,7 @@ The server must serve the example models (pricing, lead_scoring, pricing_mlp) an
 (dtypes, lead_scoring_sklearn). Run by serving/tests/it/http.rs; exits non-zero on the first
 failed check. Covers: health, server and model metadata, the repository index, inference at
 batch 1 and 32 in tritonclient's default binary form and with `binary_data=False` (JSON), every
-datatype through `dtypes`, the async client (which sends no Content-Type), error statuses, and
+datatype through `dtypes`, gzip and deflate request and response compression, the async client (which sends no Content-Type), error statuses, and
 unload/load.
 """
 
@@ -108,6 +108,26 @@ def check_inference(client):
             model, make_inputs(inputs, True), outputs=requested_outputs([first], True)
         )
         assert [o["name"] for o in result.get_response()["outputs"]] == [first]
+
+
+def check_compression(client):
+    # Every pairing of tritonclient's request and response compression, at a batch whose
+    # answer is small enough to come back plain and one large enough to come back compressed.
+    for rows in (1, 200):
+        inputs = sample_inputs("pricing", rows, seed=rows)
+        expected = reference_outputs(MODEL_DIRS["pricing"], inputs)
+        for request in (None, "gzip", "deflate"):
+            for response in (None, "gzip", "deflate"):
+                for binary in (True, False):
+                    result = client.infer(
+                        "pricing",
+                        make_inputs(inputs, binary),
+                        outputs=requested_outputs(expected, binary),
+                        request_compression_algorithm=request,
+                        response_compression_algorithm=response,
+                    )
+                    label = f"pricing rows={rows} request={request} response={response}"
+                    check_outputs(f"{label} binary={binary}", result, expected, binary)
 
 
 def check_dtypes(client):
@@ -226,6 +246,7 @@ def main():
     client = httpclient.InferenceServerClient(url)
     check_health_and_metadata(client)
     check_inference(client)
+    check_compression(client)
     check_dtypes(client)
     check_errors(client)
     asyncio.run(check_aio(url))

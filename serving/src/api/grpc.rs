@@ -15,6 +15,7 @@ use okla_proto::inference as pb;
 use okla_proto::inference::grpc_inference_service_server::{
     GrpcInferenceService, GrpcInferenceServiceServer,
 };
+use tonic::codec::CompressionEncoding;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
@@ -32,9 +33,15 @@ pub fn server(
     service: InferenceService,
     max_message_bytes: usize,
 ) -> GrpcInferenceServiceServer<GrpcApi> {
+    // The decoding limit holds for a compressed message's decompressed size too.
     GrpcInferenceServiceServer::new(GrpcApi { service })
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes)
+        // Requests compressed by tritonclient's `compression_algorithm` (gzip or deflate).
+        // Replies stay uncompressed: gRPC clients advertise gzip whether or not they want it,
+        // and compressing every reply would cost each prediction more CPU than it saves.
+        .accept_compressed(CompressionEncoding::Gzip)
+        .accept_compressed(CompressionEncoding::Deflate)
 }
 
 /// Stream requests answered concurrently per stream; responses still leave in request order.

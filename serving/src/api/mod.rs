@@ -8,21 +8,26 @@ use axum::routing::get;
 use tower_http::trace::TraceLayer;
 
 use crate::service::InferenceService;
+pub use content_coding::ContentCoding;
 
+mod content_coding;
 pub mod grpc;
 pub mod json;
 pub mod tfserving;
 pub mod v2;
 
-/// Every HTTP route: V2 REST, TF Serving REST and `/metrics`.
-pub fn http_router(service: InferenceService, max_request_bytes: usize) -> Router {
-    Router::new()
+/// Every HTTP route: V2 REST, TF Serving REST and `/metrics`, plain or compressed.
+pub fn http_service(service: InferenceService, max_request_bytes: usize) -> ContentCoding {
+    let routes = Router::new()
         .merge(v2::router())
         .merge(tfserving::router())
         .route("/metrics", get(metrics))
+        // The limit applies to the body as the handlers read it, decompressed, so a small
+        // compressed body cannot expand past --max-request-bytes.
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .layer(TraceLayer::new_for_http())
-        .with_state(service)
+        .with_state(service);
+    ContentCoding::new(routes)
 }
 
 async fn metrics(State(service): State<InferenceService>) -> impl IntoResponse {

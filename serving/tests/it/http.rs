@@ -3,8 +3,12 @@
 //! request size limit, `/metrics`, version labels, and the real `tritonclient.http` package
 //! (`serving/tests/triton_http.py`).
 
+use std::io::{Read, Write};
 use std::path::Path;
 
+use flate2::Compression;
+use flate2::read::GzDecoder;
+use flate2::write::{GzEncoder, ZlibEncoder};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -422,6 +426,95 @@ async fn oversize_bodies_are_refused_with_a_json_error() {
         let error = answer["error"].as_str().unwrap_or_default();
         assert!(error.contains("--max-request-bytes"), "{url}: {answer}");
     }
+}
+
+/// Sends `body` as it is, with a Content-Encoding and optionally an Accept-Encoding.
+async fn post_encoded(
+    url: &str,
+    content_encoding: &str,
+    accept_encoding: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .header("content-encoding", content_encoding)
+        .body(body);
+    if let Some(accept) = accept_encoding {
+        request = request.header("accept-encoding", accept);
+    }
+    request.send().await.expect("request sent")
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(bytes).expect("gzip");
+    encoder.finish().expect("gzip")
+}
+
+fn zlib(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = ZlibEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(bytes).expect("zlib");
+    encoder.finish().expect("zlib")
+}
+
+#[tokio::test]
+async fn compressed_bodies_are_decoded_within_the_size_limit() {
+    let repository = repository();
+    let server = Server::start_with(repository.path(), &["--max-request-bytes", "16384"]);
+    let url = format!("{}/v2/models/pricing/infer", server.http);
+    let request = json!({"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP32",
+        "data": [3, 2019, 60000, 1.6, 0, 1, 4, 12]}]});
+    let plain = serde_json::to_vec(&request).unwrap();
+    let (status, expected) = post(url.clone(), &request).await;
+    assert_eq!(status, StatusCode::OK, "{expected}");
+
+    for (encoding, body) in [("gzip", gzip(&plain)), ("deflate", zlib(&plain))] {
+        let response = post_encoded(&url, encoding, None, body).await;
+        assert_eq!(response.status(), StatusCode::OK, "{encoding}");
+        let answer: Value = response.json().await.expect("JSON");
+        assert_eq!(answer["outputs"], expected["outputs"], "{encoding}");
+    }
+
+    // 200 rows answer with more than a kilobyte, which a client accepting gzip gets gzipped.
+    let rows = json!({"inputs": [{"name": "features", "shape": [200, 8], "datatype": "FP32",
+        "data": vec![1.5f32; 200 * 8]}]});
+    let response = post_encoded(
+        &url,
+        "gzip",
+        Some("gzip"),
+        gzip(&serde_json::to_vec(&rows).unwrap()),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    let mut text = String::new();
+    GzDecoder::new(&response.bytes().await.unwrap()[..])
+        .read_to_string(&mut text)
+        .expect("a gzip answer");
+    let answer: Value = serde_json::from_str(&text).expect("JSON inside");
+    assert_eq!(answer["outputs"][0]["shape"], json!([200, 1]), "{answer}");
+
+    // Padding that compresses to almost nothing still counts against the limit once decoded.
+    let mut padded = plain.clone();
+    padded.extend(std::iter::repeat_n(b' ', 100_000));
+    let response = post_encoded(&url, "gzip", None, gzip(&padded)).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = response.json().await.expect("JSON error");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains("--max-request-bytes"), "{answer}");
+
+    let response = post_encoded(&url, "gzip", None, b"not gzip at all".to_vec()).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let answer: Value = response.json().await.expect("JSON error");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains("cannot read the request body"), "{answer}");
+
+    let response = post_encoded(&url, "br", None, plain).await;
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let answer: Value = response.json().await.expect("JSON error");
+    let error = answer["error"].as_str().unwrap_or_default();
+    assert!(error.contains("'br'") && error.contains("gzip"), "{answer}");
 }
 
 #[tokio::test]
