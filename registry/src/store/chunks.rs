@@ -152,14 +152,7 @@ impl Store {
     /// next finds enough of them. For operators and tests; the history reads the same after.
     pub async fn compact_metric_history(&self, run_id: &str, key: &str) -> Result<Compaction> {
         self.get_run_info(run_id).await?;
-        let series_id: Option<i64> = sqlx::query_scalar(
-            "SELECT series_id FROM latest_metrics WHERE run_uuid = $1 AND key = $2",
-        )
-        .bind(run_id)
-        .bind(key)
-        .fetch_optional(&self.writer)
-        .await?;
-        match series_id {
+        match self.series_of(run_id, key).await? {
             Some(series_id) => self.compact_series(series_id).await,
             None => Ok(Compaction::default()),
         }
@@ -168,13 +161,26 @@ impl Store {
     /// How many rows hold the history of `key` in run `run_id` (0 for an unknown key), which
     /// shows whether compaction has run.
     pub async fn metric_history_chunks(&self, run_id: &str, key: &str) -> Result<i64> {
+        let Some(series_id) = self.series_of(run_id, key).await? else {
+            return Ok(0);
+        };
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM metric_chunks WHERE series_id = $1")
+                .bind(series_id)
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
+    /// The series number of `key` in run `run_id`; `metric_history` reads it in a subquery
+    /// instead, saving the round trip on the path every chart takes.
+    async fn series_of(&self, run_id: &str, key: &str) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT COUNT(*) FROM metric_chunks WHERE series_id = \
-             (SELECT series_id FROM latest_metrics WHERE run_uuid = $1 AND key = $2)",
+            "SELECT series_id FROM latest_metrics WHERE run_uuid = $1 AND key = $2",
         )
         .bind(run_id)
         .bind(key)
-        .fetch_one(&self.reader)
+        .fetch_optional(&self.reader)
         .await?)
     }
 
