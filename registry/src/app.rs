@@ -1,53 +1,10 @@
 //! Wiring: the one place that picks adapters, builds the shared state and serves HTTP.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::artifacts::ArtifactStore;
-use crate::config::{BackendStore, RegistryConfig};
-use crate::store::Store;
-
-/// Request-size limits, from the configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    pub max_request_bytes: usize,
-    pub max_artifact_bytes: u64,
-}
-
-/// Shared by every handler; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub store: Store,
-    pub artifacts: Arc<ArtifactStore>,
-    pub limits: Limits,
-    /// Where the events relay publishes; `None` keeps events in the outbox and the feed.
-    pub amqp_url: Option<String>,
-}
-
-impl AppState {
-    /// Opens the metadata database (running migrations) and the artifact store.
-    /// `env` supplies the S3 settings (`AWS_*`, `MLFLOW_S3_ENDPOINT_URL`).
-    pub async fn open(
-        config: &RegistryConfig,
-        env: &HashMap<String, String>,
-    ) -> anyhow::Result<AppState> {
-        let backend = BackendStore::parse(&config.backend_store_uri)?;
-        let store = Store::connect(&backend, config.db_max_connections).await?;
-        let artifacts = ArtifactStore::from_destination(&config.artifacts_destination, env)?;
-        Ok(AppState {
-            store,
-            artifacts: Arc::new(artifacts),
-            limits: Limits {
-                max_request_bytes: config.max_request_bytes,
-                max_artifact_bytes: config.max_artifact_bytes,
-            },
-            amqp_url: config.amqp_url.clone().filter(|url| !url.is_empty()),
-        })
-    }
-}
+// Re-exported so binaries and other crates' tests keep naming `app::AppState`.
+pub use crate::state::{AppState, Limits};
 
 /// Serves the API on an already-bound listener until `shutdown` fires, then finishes the
 /// requests in flight. Also keeps the database's planner statistics fresh meanwhile and, with
@@ -65,7 +22,7 @@ pub async fn serve(
             shutdown.clone(),
         ));
     }
-    let router = crate::api::router(state);
+    let router = crate::api::router(state, crate::ui::routes());
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;

@@ -1,8 +1,8 @@
 //! `okla-registry`: an MLflow-compatible tracking server and model registry.
 //!
 //! `domain` holds the rules and does no I/O; `store` (SQL), `artifacts` (object storage) and
-//! `api` (HTTP) are adapters around it; `events` publishes the outbox to RabbitMQ; `app` wires
-//! them together.
+//! `api` (HTTP) and `ui` (web pages) are adapters around it; `events` publishes the outbox to
+//! RabbitMQ; `state` is what every handler shares; `app` wires them together.
 
 pub mod api;
 pub mod app;
@@ -11,5 +11,6 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod state;
 pub mod store;
 pub mod ui;

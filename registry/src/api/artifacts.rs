@@ -12,10 +12,10 @@ use serde_json::{Value, json};
 
 use super::empty;
 use super::extract::{Fields, MlflowQuery, lenient_opt_i64};
-use crate::app::AppState;
 use crate::artifacts::ArtifactPath;
 use crate::domain::model_registry::VersionFile;
 use crate::error::{Error, Result};
+use crate::state::AppState;
 
 const API_PREFIX: &str = "/api/2.0/mlflow-artifacts";
 

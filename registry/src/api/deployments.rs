@@ -10,10 +10,10 @@ use serde_json::{Value, json};
 
 use super::extract::{Actor, Fields, MlflowJson, lenient_opt_i64};
 use super::wire::DeploymentWire;
-use crate::app::AppState;
 use crate::domain::deployments::{CanaryGate, DeploymentSpec, Route, Sticky};
 use crate::domain::model_registry;
 use crate::error::{Error, Result};
+use crate::state::AppState;
 use crate::store::model_registry::Change;
 
 /// The body of `PUT /api/okla/v1/deployments/{model}`: the spec, plus what the change records.

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::MlflowQuery;
-use crate::app::AppState;
 use crate::error::{Error, Result};
+use crate::state::AppState;
 use crate::store::outbox::OutboxEvent;
 
 const DEFAULT_MAX_RESULTS: u32 = 100;

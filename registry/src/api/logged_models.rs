@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 use super::extract::{Fields, lenient_opt_i64};
 use super::wire::{KeyValueWire, Listing, LoggedModelWire};
 use super::{empty, required};
-use crate::app::AppState;
 use crate::domain::KeyValue;
 use crate::domain::tracking::{self, LOGGED_MODEL_STATUSES};
 use crate::error::{Error, Result};
+use crate::state::AppState;
 use crate::store::logged_models::{NewLoggedModel, SearchLoggedModels};
 
 fn key_values(

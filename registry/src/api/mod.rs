@@ -30,13 +30,15 @@ use tower_http::trace::TraceLayer;
 
 pub use artifacts::proxied_path;
 
-use crate::app::AppState;
 use crate::error::{Error, Result};
+use crate::state::AppState;
 
 /// The version `GET /version` reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub fn router(state: AppState) -> Router {
+/// Every route, with `pages` (the web UI's routes) merged in before the JSON fallback; `app`
+/// passes them in, so the API does not depend on the UI.
+pub fn router(state: AppState, pages: Router<AppState>) -> Router {
     let max_request_bytes = state.limits.max_request_bytes;
     let mlflow = mlflow_routes();
     Router::new()
@@ -76,7 +78,7 @@ pub fn router(state: AppState) -> Router {
             "/api/okla/v1/nodes/{node_id}",
             get(nodes::get).put(nodes::put).delete(nodes::delete),
         )
-        .merge(crate::ui::routes())
+        .merge(pages)
         .fallback(endpoint_not_found)
         .layer(DefaultBodyLimit::max(max_request_bytes))
         .layer(CatchPanicLayer::custom(panic_response))

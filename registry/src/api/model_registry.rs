@@ -8,12 +8,12 @@ use serde_json::{Value, json};
 use super::extract::{Actor, Fields, lenient_opt_i64};
 use super::wire::{KeyValueWire, Listing, ModelVersionWire, RegisteredModelWire};
 use super::{empty, required};
-use crate::app::AppState;
 use crate::domain::KeyValue;
 use crate::domain::model_registry::{self, Stage, VersionSource};
 use crate::domain::sources::{self, SourceOwners};
 use crate::domain::tracking;
 use crate::error::{Error, Result};
+use crate::state::AppState;
 use crate::store::model_registry::{Change, NewModelVersion, SearchModels};
 
 fn model_name(name: Option<String>) -> Result<String> {

@@ -10,9 +10,9 @@ use serde_json::{Value, json};
 
 use super::extract::{MlflowJson, MlflowQuery};
 use super::wire::NodeWire;
-use crate::app::AppState;
 use crate::domain::nodes::{ModelReport, NodeReport, VersionReport, VersionState};
 use crate::error::{Error, Result};
+use crate::state::AppState;
 use crate::store::nodes::NodeState;
 
 /// The body of `PUT /api/okla/v1/nodes/{node_id}`. Unknown fields are refused so a misspelt

@@ -6,9 +6,9 @@ use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use super::wire::{HistoryEntryWire, ModelVersionWire, VersionFileWire};
-use crate::app::AppState;
 use crate::domain::model_registry;
 use crate::error::{Error, Result};
+use crate::state::AppState;
 
 pub(super) async fn version_files(
     State(state): State<AppState>,

@@ -7,8 +7,8 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 
 use super::extract::{MlflowQuery, serialize_f64};
-use crate::app::AppState;
 use crate::error::{Error, Result};
+use crate::state::AppState;
 use crate::store::series::SeriesPoint;
 
 const DEFAULT_MAX_POINTS: i64 = 1000;

@@ -8,10 +8,10 @@ use serde_json::{Value, json};
 use super::extract::{Fields, lenient_f64, lenient_i64, lenient_opt_i64};
 use super::wire::{ExperimentWire, KeyValueWire, Listing, MetricWire, RunInfoWire, RunWire};
 use super::{empty, required};
-use crate::app::AppState;
 use crate::domain::tracking::{self, DatasetInput, Metric, RunStatus};
 use crate::domain::{KeyValue, LifecycleStage, ViewType, now_millis};
 use crate::error::{Error, Result};
+use crate::state::AppState;
 use crate::store::tracking::{Batch, NewRun, RunUpdate, SearchExperiments, SearchRuns};
 
 fn parse_experiment_id(text: &str) -> Result<i64> {

@@ -7,10 +7,10 @@ use axum::extract::{Path, State};
 
 use super::models::HistoryRow;
 use super::{PageResult, format_time, render, segment};
-use crate::app::AppState;
 use crate::domain::deployments::DeploymentSpec;
 use crate::domain::model_registry::HistoryKind;
 use crate::domain::nodes::Traffic;
+use crate::state::AppState;
 
 struct DeploymentRow {
     name: String,

@@ -12,10 +12,10 @@ use super::{
     PageError, PageResult, QueryPairs, format_number, format_time, link, name_filter, render,
     render_with_status, segment,
 };
-use crate::app::AppState;
 use crate::domain::ViewType;
 use crate::domain::tracking::{Experiment, Run};
 use crate::error::Error;
+use crate::state::AppState;
 use crate::store::tracking::{SearchExperiments, SearchRuns};
 
 /// At most this many default columns (params, then metrics) on the runs table.

@@ -18,10 +18,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::app::AppState;
 use crate::error::{Error, ErrorCode};
+use crate::state::AppState;
 
-/// The UI's routes, merged into `api::router` before its JSON fallback.
+/// The UI's routes, which `app` hands to `api::router` to merge before its JSON fallback.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/experiments") }))

@@ -5,8 +5,8 @@ use askama::Template;
 use axum::extract::{Path, RawQuery, State};
 
 use super::{PageResult, QueryPairs, format_time, link, name_filter, quoted, render, segment};
-use crate::app::AppState;
 use crate::domain::model_registry::HistoryEntry;
+use crate::state::AppState;
 use crate::store::model_registry::SearchModels;
 
 struct ModelRow {

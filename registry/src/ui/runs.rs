@@ -13,9 +13,9 @@ use super::{
     segments,
 };
 use crate::api::proxied_path;
-use crate::app::AppState;
 use crate::artifacts::ArtifactPath;
 use crate::domain::tracking::Run;
+use crate::state::AppState;
 use crate::store::model_registry::SearchModels;
 
 /// Where the artifact proxy serves downloads.
