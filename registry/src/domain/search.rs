@@ -40,6 +40,35 @@ impl fmt::Display for Entity {
     }
 }
 
+/// How many results a page holds when a request leaves `max_results` out (`default`), and the
+/// most a request may ask for (`maximum`); MLflow's limits for each kind of listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    pub default: u64,
+    pub maximum: u64,
+}
+
+impl PageLimits {
+    /// `metrics/get-history`: a page of one metric's points.
+    pub const METRIC_HISTORY: PageLimits = PageLimits {
+        default: 25_000,
+        maximum: 1_000_000,
+    };
+}
+
+impl Entity {
+    /// The page limits of this entity's search.
+    pub fn page_limits(self) -> PageLimits {
+        let (default, maximum) = match self {
+            Entity::Runs | Entity::Experiments => (1000, 50_000),
+            Entity::RegisteredModels => (100, 1000),
+            Entity::ModelVersions => (10_000, 200_000),
+            Entity::LoggedModels => (100, 10_000),
+        };
+        PageLimits { default, maximum }
+    }
+}
+
 /// A built-in column of the searched entity, named after its canonical MLflow key.
 ///
 /// Which attributes exist for which entity is decided by the grammar tables below; the parser

@@ -5,12 +5,10 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use super::search_sql::build_search;
+use super::search::{ParsedSearch, Scope, SearchRequest};
+use super::search_sql::SqlValue;
 use super::tracking::{KeyRef, metric_from_row, upsert_key_values};
-use super::{
-    IN_LIST_CHUNK, Page, Paging, Store, get_i64, get_opt_text, get_text, placeholders,
-    search_query, values_rows,
-};
+use super::{Page, Store, get_i64, get_opt_text, get_text, values_rows};
 use crate::domain::search::Entity;
 use crate::domain::tracking::{LoggedModel, Metric, sortable_value};
 use crate::domain::{KeyValue, LifecycleStage, now_millis};
@@ -171,37 +169,34 @@ impl Store {
         &self,
         request: SearchLoggedModels<'_>,
     ) -> Result<Page<LoggedModel>> {
-        let paging = Paging::new(request.max_results, 100, 10_000, request.page_token)?;
-        let search = build_search(Entity::LoggedModels, request.filter, request.order_by)?;
+        let search = ParsedSearch::parse(SearchRequest {
+            entity: Entity::LoggedModels,
+            filter: request.filter,
+            order_by: request.order_by,
+            max_results: request.max_results,
+            page_token: request.page_token,
+        })?;
         if request.experiment_ids.is_empty() {
             return Err(Error::invalid(
                 "Missing value for required parameter 'experiment_ids'",
             ));
         }
-        let first = search.binds.len() + 1;
-        let where_filter = search
-            .where_sql
-            .as_deref()
-            .map(|sql| format!(" AND ({sql})"))
-            .unwrap_or_default();
-        let sql = format!(
-            "SELECT logged_models.model_id FROM logged_models {} WHERE logged_models.experiment_id IN ({}) \
-             AND logged_models.lifecycle_stage = 'active'{where_filter} ORDER BY {} {}",
-            search.joins,
-            placeholders(first, request.experiment_ids.len()),
-            search.order_sql,
-            paging.sql()
-        );
-        let mut query = search_query(sql, &search.binds);
-        for id in request.experiment_ids {
-            query = query.bind(*id);
-        }
-        let rows = query.fetch_all(&self.reader).await?;
-        let ids = rows
+        let experiment_ids = request
+            .experiment_ids
             .iter()
-            .map(|row| get_text(row, "model_id"))
-            .collect::<Result<Vec<_>>>()?;
-        let page = paging.finish(ids);
+            .map(|id| SqlValue::Int(*id))
+            .collect();
+        let page = self
+            .search(
+                search,
+                "SELECT logged_models.model_id FROM logged_models",
+                &[
+                    Scope::AnyOf("logged_models.experiment_id", experiment_ids),
+                    Scope::Sql("logged_models.lifecycle_stage = 'active'"),
+                ],
+                |row| get_text(row, "model_id"),
+            )
+            .await?;
         let items = self.load_logged_models(&page.items).await?;
         Ok(Page {
             items,
@@ -211,17 +206,12 @@ impl Store {
 
     async fn load_logged_models(&self, model_ids: &[String]) -> Result<Vec<LoggedModel>> {
         let mut by_id: HashMap<String, LoggedModel> = HashMap::new();
-        for chunk in model_ids.chunks(IN_LIST_CHUNK) {
-            let in_list = placeholders(1, chunk.len());
-            let bind_ids = |sql: String| {
-                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-                for id in chunk {
-                    query = query.bind(id.as_str());
-                }
-                query
-            };
+        if !model_ids.is_empty() {
+            let in_list = self.in_id_list("model_id", 1);
+            let ids = self.id_list(model_ids);
+            let bind_ids = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql)).bind(ids.clone());
             for row in bind_ids(format!(
-                "SELECT {LOGGED_MODEL_COLUMNS} FROM logged_models WHERE model_id IN ({in_list})"
+                "SELECT {LOGGED_MODEL_COLUMNS} FROM logged_models WHERE {in_list}"
             ))
             .fetch_all(&self.reader)
             .await?
@@ -231,19 +221,28 @@ impl Store {
             }
             for (table, is_params) in [("logged_model_params", true), ("logged_model_tags", false)]
             {
-                for row in bind_ids(format!("SELECT model_id, key, value FROM {table} WHERE model_id IN ({in_list}) ORDER BY key"))
-                    .fetch_all(&self.reader)
-                    .await?
+                for row in bind_ids(format!(
+                    "SELECT model_id, key, value FROM {table} WHERE {in_list} ORDER BY key"
+                ))
+                .fetch_all(&self.reader)
+                .await?
                 {
                     if let Some(model) = by_id.get_mut(&get_text(&row, "model_id")?) {
-                        let pair = KeyValue { key: get_text(&row, "key")?, value: get_text(&row, "value")? };
-                        if is_params { model.params.push(pair) } else { model.tags.push(pair) }
+                        let pair = KeyValue {
+                            key: get_text(&row, "key")?,
+                            value: get_text(&row, "value")?,
+                        };
+                        if is_params {
+                            model.params.push(pair)
+                        } else {
+                            model.tags.push(pair)
+                        }
                     }
                 }
             }
             for row in bind_ids(format!(
                 "SELECT model_id, key, value, timestamp, step, run_uuid, is_nan FROM logged_model_metrics \
-                 WHERE model_id IN ({in_list}) ORDER BY key, step, timestamp"
+                 WHERE {in_list} ORDER BY key, step, timestamp"
             ))
             .fetch_all(&self.reader)
             .await?

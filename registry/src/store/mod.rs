@@ -8,6 +8,7 @@ pub mod model_registry;
 pub mod nodes;
 pub mod outbox;
 mod overview;
+mod search;
 pub mod search_sql;
 pub mod series;
 mod statistics;
@@ -24,6 +25,7 @@ use sqlx::{Any, AnyPool, ConnectOptions, Executor, Row};
 use tokio::sync::Notify;
 
 use crate::config::BackendStore;
+use crate::domain::search::PageLimits;
 use crate::error::{Error, Result};
 pub use chunks::Compaction;
 pub use search_sql::SqlValue;
@@ -190,10 +192,10 @@ impl Store {
     /// than expanding a JSON array, which a page load does once per table), or a
     /// JSON array for SQLite. Ids holding a NUL, which no stored id does and neither database
     /// takes in text, are left out.
-    fn id_list(&self, ids: &[String]) -> String {
+    fn id_list<Id: AsRef<str>>(&self, ids: &[Id]) -> String {
         let storable = ids
             .iter()
-            .map(String::as_str)
+            .map(AsRef::as_ref)
             .filter(|id| !id.contains('\0'));
         match self.backend {
             Backend::Postgres => {
@@ -216,6 +218,29 @@ impl Store {
                 literal
             }
             Backend::Sqlite => serde_json::Value::from(storable.collect::<Vec<_>>()).to_string(),
+        }
+    }
+}
+
+impl Store {
+    /// [`Store::in_id_list`] for an integer `column`, bound as [`Store::number_list`] spells it.
+    fn in_number_list(&self, column: &str, index: usize) -> String {
+        match self.backend {
+            Backend::Postgres => format!("{column} = ANY(CAST(${index} AS bigint[]))"),
+            Backend::Sqlite => format!("{column} IN (SELECT value FROM json_each(${index}))"),
+        }
+    }
+
+    /// The bound value of [`Store::in_number_list`]: a PostgreSQL array literal or a JSON array.
+    fn number_list(&self, numbers: &[i64]) -> String {
+        let joined = numbers
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        match self.backend {
+            Backend::Postgres => format!("{{{joined}}}"),
+            Backend::Sqlite => format!("[{joined}]"),
         }
     }
 }
@@ -284,10 +309,10 @@ struct Paging {
 impl Paging {
     fn new(
         max_results: Option<i64>,
-        default: u64,
-        maximum: u64,
+        limits: PageLimits,
         page_token: Option<&str>,
     ) -> Result<Paging> {
+        let PageLimits { default, maximum } = limits;
         let limit = match max_results {
             None | Some(0) => default,
             Some(requested) if requested < 0 || requested as u64 > maximum => {
@@ -332,6 +357,3 @@ impl Paging {
         }
     }
 }
-
-/// Splits `items` so an `IN (...)` list stays under SQLite's bound-parameter limit.
-const IN_LIST_CHUNK: usize = 500;

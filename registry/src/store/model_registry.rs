@@ -8,12 +8,9 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
 use super::outbox::write_events;
-use super::search_sql::build_search;
+use super::search::{ParsedSearch, Scope, SearchRequest};
 use super::tracking::{KeyRef, upsert_key_values};
-use super::{
-    IN_LIST_CHUNK, Page, Paging, Store, get_i64, get_opt_i64, get_opt_text, get_text,
-    is_unique_violation, placeholders, search_query,
-};
+use super::{Page, Store, get_i64, get_opt_i64, get_opt_text, get_text, is_unique_violation};
 use crate::domain::model_registry::{
     HistoryEntry, HistoryKind, ModelVersion, RegisteredModel, Stage, VersionFile,
 };
@@ -238,27 +235,21 @@ impl Store {
         &self,
         request: SearchModels<'_>,
     ) -> Result<Page<RegisteredModel>> {
-        let paging = Paging::new(request.max_results, 100, 1000, request.page_token)?;
-        let search = build_search(Entity::RegisteredModels, request.filter, request.order_by)?;
-        let where_filter = search
-            .where_sql
-            .as_deref()
-            .map(|sql| format!("WHERE {sql}"))
-            .unwrap_or_default();
-        let sql = format!(
-            "SELECT {MODEL_COLUMNS} FROM registered_models {} {where_filter} ORDER BY {} {}",
-            search.joins,
-            search.order_sql,
-            paging.sql()
-        );
-        let rows = search_query(sql, &search.binds)
-            .fetch_all(&self.reader)
+        let search = ParsedSearch::parse(SearchRequest {
+            entity: Entity::RegisteredModels,
+            filter: request.filter,
+            order_by: request.order_by,
+            max_results: request.max_results,
+            page_token: request.page_token,
+        })?;
+        let page = self
+            .search(
+                search,
+                &format!("SELECT {MODEL_COLUMNS} FROM registered_models"),
+                &[],
+                model_from_row,
+            )
             .await?;
-        let models = rows
-            .iter()
-            .map(model_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let page = paging.finish(models);
         let items = self.complete_models(page.items).await?;
         Ok(Page {
             items,
@@ -275,19 +266,18 @@ impl Store {
         let mut tags = self.tags_by_name("registered_model_tags", &names).await?;
         let mut aliases = self.aliases_by_name(&names).await?;
         let mut latest: HashMap<String, Vec<ModelVersion>> = HashMap::new();
-        for chunk in names.chunks(IN_LIST_CHUNK) {
+        if !names.is_empty() {
             let sql = format!(
-                "SELECT {VERSION_COLUMNS} FROM model_versions WHERE model_versions.name IN ({}) AND model_versions.deleted = 0 \
+                "SELECT {VERSION_COLUMNS} FROM model_versions WHERE {} AND model_versions.deleted = 0 \
                  AND model_versions.version = (SELECT MAX(newer.version) FROM model_versions newer \
                      WHERE newer.name = model_versions.name AND newer.current_stage = model_versions.current_stage AND newer.deleted = 0) \
                  ORDER BY model_versions.name, model_versions.version",
-                placeholders(1, chunk.len())
+                self.in_id_list("model_versions.name", 1)
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for name in chunk {
-                query = query.bind(name.as_str());
-            }
-            let rows = query.fetch_all(&self.reader).await?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(self.id_list(&names))
+                .fetch_all(&self.reader)
+                .await?;
             let versions = rows
                 .iter()
                 .map(version_from_row)
@@ -323,15 +313,12 @@ impl Store {
             .into_iter()
             .collect();
         let mut tags: HashMap<(String, i64), Vec<KeyValue>> = HashMap::new();
-        for chunk in names.chunks(IN_LIST_CHUNK) {
+        if !names.is_empty() {
             let sql = format!(
-                "SELECT name, version, key, value FROM model_version_tags WHERE name IN ({}) ORDER BY key",
-                placeholders(1, chunk.len())
+                "SELECT name, version, key, value FROM model_version_tags WHERE {} ORDER BY key",
+                self.in_id_list("name", 1)
             );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for name in chunk {
-                query = query.bind(name.as_str());
-            }
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(self.id_list(&names));
             for row in query.fetch_all(&self.reader).await? {
                 tags.entry((get_text(&row, "name")?, get_i64(&row, "version")?))
                     .or_default()
@@ -366,23 +353,21 @@ impl Store {
         names: &[String],
     ) -> Result<HashMap<String, Vec<KeyValue>>> {
         let mut tags: HashMap<String, Vec<KeyValue>> = HashMap::new();
-        for chunk in names.chunks(IN_LIST_CHUNK) {
-            let sql = format!(
-                "SELECT name, key, value FROM {table} WHERE name IN ({}) ORDER BY key",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for name in chunk {
-                query = query.bind(name.as_str());
-            }
-            for row in query.fetch_all(&self.reader).await? {
-                tags.entry(get_text(&row, "name")?)
-                    .or_default()
-                    .push(KeyValue {
-                        key: get_text(&row, "key")?,
-                        value: get_text(&row, "value")?,
-                    });
-            }
+        if names.is_empty() {
+            return Ok(tags);
+        }
+        let sql = format!(
+            "SELECT name, key, value FROM {table} WHERE {} ORDER BY key",
+            self.in_id_list("name", 1)
+        );
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(self.id_list(names));
+        for row in query.fetch_all(&self.reader).await? {
+            tags.entry(get_text(&row, "name")?)
+                .or_default()
+                .push(KeyValue {
+                    key: get_text(&row, "key")?,
+                    value: get_text(&row, "value")?,
+                });
         }
         Ok(tags)
     }
@@ -392,21 +377,19 @@ impl Store {
         names: &[String],
     ) -> Result<HashMap<String, Vec<(String, i64)>>> {
         let mut aliases: HashMap<String, Vec<(String, i64)>> = HashMap::new();
-        for chunk in names.chunks(IN_LIST_CHUNK) {
-            let sql = format!(
-                "SELECT name, alias, version FROM registered_model_aliases WHERE name IN ({}) ORDER BY alias",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for name in chunk {
-                query = query.bind(name.as_str());
-            }
-            for row in query.fetch_all(&self.reader).await? {
-                aliases
-                    .entry(get_text(&row, "name")?)
-                    .or_default()
-                    .push((get_text(&row, "alias")?, get_i64(&row, "version")?));
-            }
+        if names.is_empty() {
+            return Ok(aliases);
+        }
+        let sql = format!(
+            "SELECT name, alias, version FROM registered_model_aliases WHERE {} ORDER BY alias",
+            self.in_id_list("name", 1)
+        );
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(self.id_list(names));
+        for row in query.fetch_all(&self.reader).await? {
+            aliases
+                .entry(get_text(&row, "name")?)
+                .or_default()
+                .push((get_text(&row, "alias")?, get_i64(&row, "version")?));
         }
         Ok(aliases)
     }
@@ -733,27 +716,21 @@ impl Store {
         &self,
         request: SearchModels<'_>,
     ) -> Result<Page<ModelVersion>> {
-        let paging = Paging::new(request.max_results, 10_000, 200_000, request.page_token)?;
-        let search = build_search(Entity::ModelVersions, request.filter, request.order_by)?;
-        let where_filter = search
-            .where_sql
-            .as_deref()
-            .map(|sql| format!(" AND ({sql})"))
-            .unwrap_or_default();
-        let sql = format!(
-            "SELECT {VERSION_COLUMNS} FROM model_versions {} WHERE model_versions.deleted = 0{where_filter} ORDER BY {} {}",
-            search.joins,
-            search.order_sql,
-            paging.sql()
-        );
-        let rows = search_query(sql, &search.binds)
-            .fetch_all(&self.reader)
+        let search = ParsedSearch::parse(SearchRequest {
+            entity: Entity::ModelVersions,
+            filter: request.filter,
+            order_by: request.order_by,
+            max_results: request.max_results,
+            page_token: request.page_token,
+        })?;
+        let page = self
+            .search(
+                search,
+                &format!("SELECT {VERSION_COLUMNS} FROM model_versions"),
+                &[Scope::Sql("model_versions.deleted = 0")],
+                version_from_row,
+            )
             .await?;
-        let versions = rows
-            .iter()
-            .map(version_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let page = paging.finish(versions);
         let items = self.complete_versions(page.items).await?;
         Ok(Page {
             items,

@@ -16,7 +16,7 @@ use sqlx::{Any, Transaction};
 
 use super::model_registry::Change;
 use super::outbox::write_events;
-use super::{IN_LIST_CHUNK, Store, get_f64, get_i64, get_opt_text, get_text, placeholders};
+use super::{Store, get_f64, get_i64, get_opt_text, get_text};
 use crate::domain::deployments::DeploymentSpec;
 use crate::domain::nodes::{
     NodeReport, Transition, aggregate, is_stale, judge, transitions, validate_node_id,
@@ -68,7 +68,7 @@ impl Store {
             .transpose()?;
         let changes = transitions(previous.as_ref(), &report);
         let names: Vec<&str> = changes.iter().map(|(model, _)| model.as_str()).collect();
-        let known = known_models(&mut transaction, &names).await?;
+        let known = known_models(self, &mut transaction, &names).await?;
         sqlx::query(
             "INSERT INTO serving_nodes (node_id, http_url, report, report_seconds, reported_at) \
              VALUES ($1, $2, $3, $4, $5) \
@@ -225,28 +225,26 @@ impl Store {
     /// The explicit deployments with a canary gate among `names`.
     async fn gated_deployments(&self, names: &[&str]) -> Result<Vec<GatedDeployment>> {
         let mut gated = Vec::new();
-        for chunk in names.chunks(IN_LIST_CHUNK) {
-            let sql = format!(
-                "SELECT name, spec, revision FROM deployments WHERE spec IS NOT NULL AND name IN ({})",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for name in chunk {
-                query = query.bind(*name);
-            }
-            for row in query.fetch_all(&self.reader).await? {
-                let Some(text) = get_opt_text(&row, "spec")? else {
-                    continue;
-                };
-                let spec = DeploymentSpec::from_json(&text)
-                    .map_err(|message| Error::Internal(anyhow::anyhow!(message)))?;
-                if spec.canary_gate.is_some() {
-                    gated.push(GatedDeployment {
-                        name: get_text(&row, "name")?,
-                        revision: get_i64(&row, "revision")?,
-                        spec,
-                    });
-                }
+        if names.is_empty() {
+            return Ok(gated);
+        }
+        let sql = format!(
+            "SELECT name, spec, revision FROM deployments WHERE spec IS NOT NULL AND {}",
+            self.in_id_list("name", 1)
+        );
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(self.id_list(names));
+        for row in query.fetch_all(&self.reader).await? {
+            let Some(text) = get_opt_text(&row, "spec")? else {
+                continue;
+            };
+            let spec = DeploymentSpec::from_json(&text)
+                .map_err(|message| Error::Internal(anyhow::anyhow!(message)))?;
+            if spec.canary_gate.is_some() {
+                gated.push(GatedDeployment {
+                    name: get_text(&row, "name")?,
+                    revision: get_i64(&row, "revision")?,
+                    spec,
+                });
             }
         }
         Ok(gated)
@@ -255,22 +253,21 @@ impl Store {
 
 /// The names among `names` of registered models that exist.
 async fn known_models(
+    store: &Store,
     transaction: &mut Transaction<'_, Any>,
     names: &[&str],
 ) -> Result<BTreeSet<String>> {
     let mut known = BTreeSet::new();
-    for chunk in names.chunks(IN_LIST_CHUNK) {
-        let sql = format!(
-            "SELECT name FROM registered_models WHERE name IN ({})",
-            placeholders(1, chunk.len())
-        );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for name in chunk {
-            query = query.bind(*name);
-        }
-        for row in query.fetch_all(&mut **transaction).await? {
-            known.insert(get_text(&row, "name")?);
-        }
+    if names.is_empty() {
+        return Ok(known);
+    }
+    let sql = format!(
+        "SELECT name FROM registered_models WHERE {}",
+        store.in_id_list("name", 1)
+    );
+    let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(store.id_list(names));
+    for row in query.fetch_all(&mut **transaction).await? {
+        known.insert(get_text(&row, "name")?);
     }
     Ok(known)
 }

@@ -9,7 +9,7 @@ use prost::Message;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use super::{Backend, Store, get_i64, get_opt_i64, get_text, placeholders};
+use super::{Backend, Store, get_i64, get_opt_i64, get_text};
 use crate::domain::now_millis;
 use crate::error::Result;
 
@@ -52,19 +52,20 @@ impl Store {
 
     /// Records that the broker confirmed these events. Called only after the confirms arrived.
     pub async fn mark_events_published(&self, sequences: &[i64]) -> Result<()> {
+        if sequences.is_empty() {
+            return Ok(());
+        }
         let now = now_millis();
         let mut transaction = self.writer.begin().await?;
-        for chunk in sequences.chunks(super::IN_LIST_CHUNK) {
-            let sql = format!(
-                "UPDATE outbox_events SET published_at = $1 WHERE published_at IS NULL AND sequence IN ({})",
-                placeholders(2, chunk.len())
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(now);
-            for sequence in chunk {
-                query = query.bind(*sequence);
-            }
-            query.execute(&mut *transaction).await?;
-        }
+        let sql = format!(
+            "UPDATE outbox_events SET published_at = $1 WHERE published_at IS NULL AND {}",
+            self.in_number_list("sequence", 2)
+        );
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(self.number_list(sequences))
+            .execute(&mut *transaction)
+            .await?;
         transaction.commit().await?;
         Ok(())
     }

@@ -3,26 +3,24 @@
 
 use std::collections::HashMap;
 
-use super::{IN_LIST_CHUNK, Store, get_f64, get_i64, get_text, placeholders};
+use super::{Store, get_f64, get_i64, get_text};
 use crate::error::Result;
 
 impl Store {
     /// How many active runs each of `experiment_ids` holds (experiments without runs are absent).
     pub async fn count_active_runs(&self, experiment_ids: &[i64]) -> Result<HashMap<i64, i64>> {
         let mut counts = HashMap::new();
-        for chunk in experiment_ids.chunks(IN_LIST_CHUNK) {
-            let sql = format!(
-                "SELECT experiment_id, COUNT(*) AS run_count FROM runs \
-                 WHERE lifecycle_stage = 'active' AND experiment_id IN ({}) GROUP BY experiment_id",
-                placeholders(1, chunk.len())
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for id in chunk {
-                query = query.bind(*id);
-            }
-            for row in query.fetch_all(&self.reader).await? {
-                counts.insert(get_i64(&row, "experiment_id")?, get_i64(&row, "run_count")?);
-            }
+        if experiment_ids.is_empty() {
+            return Ok(counts);
+        }
+        let sql = format!(
+            "SELECT experiment_id, COUNT(*) AS run_count FROM runs \
+             WHERE lifecycle_stage = 'active' AND {} GROUP BY experiment_id",
+            self.in_number_list("experiment_id", 1)
+        );
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(self.number_list(experiment_ids));
+        for row in query.fetch_all(&self.reader).await? {
+            counts.insert(get_i64(&row, "experiment_id")?, get_i64(&row, "run_count")?);
         }
         Ok(counts)
     }

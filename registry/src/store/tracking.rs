@@ -6,12 +6,13 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, Transaction};
 
 use super::chunks::{self, Point};
-use super::search_sql::build_search;
+use super::search::{ParsedSearch, Scope, SearchRequest, text_values};
+use super::search_sql::SqlValue;
 use super::{
     AnyQuery, Backend, Page, Paging, Store, get_f64, get_i64, get_opt_i64, get_opt_text, get_text,
-    is_unique_violation, placeholders, search_query, values_rows, values_rows_from,
+    is_unique_violation, placeholders, values_rows, values_rows_from,
 };
-use crate::domain::search::Entity;
+use crate::domain::search::{Entity, PageLimits};
 use crate::domain::tracking::{
     DatasetInput, Experiment, Metric, RUN_NAME_TAG, Run, RunInfo, RunStatus, sortable_value,
 };
@@ -148,32 +149,22 @@ impl Store {
         &self,
         request: SearchExperiments<'_>,
     ) -> Result<Page<Experiment>> {
-        let paging = Paging::new(request.max_results, 1000, 50_000, request.page_token)?;
-        let search = build_search(Entity::Experiments, request.filter, request.order_by)?;
-        let stages = request.view_type.stages();
-        let first = search.binds.len() + 1;
-        let where_filter = search
-            .where_sql
-            .as_deref()
-            .map(|sql| format!(" AND ({sql})"))
-            .unwrap_or_default();
-        let sql = format!(
-            "SELECT {EXPERIMENT_COLUMNS} FROM experiments {} WHERE experiments.lifecycle_stage IN ({}){where_filter} ORDER BY {} {}",
-            search.joins,
-            placeholders(first, stages.len()),
-            search.order_sql,
-            paging.sql()
-        );
-        let mut query = search_query(sql, &search.binds);
-        for stage in stages {
-            query = query.bind(*stage);
-        }
-        let rows = query.fetch_all(&self.reader).await?;
-        let experiments = rows
-            .iter()
-            .map(experiment_from_row)
-            .collect::<Result<Vec<_>>>()?;
-        let page = paging.finish(experiments);
+        let search = ParsedSearch::parse(SearchRequest {
+            entity: Entity::Experiments,
+            filter: request.filter,
+            order_by: request.order_by,
+            max_results: request.max_results,
+            page_token: request.page_token,
+        })?;
+        let stages = text_values(request.view_type.stages());
+        let page = self
+            .search(
+                search,
+                &format!("SELECT {EXPERIMENT_COLUMNS} FROM experiments"),
+                &[Scope::AnyOf("experiments.lifecycle_stage", stages)],
+                experiment_from_row,
+            )
+            .await?;
         let items = self.experiments_with_tags(page.items).await?;
         Ok(Page {
             items,
@@ -193,13 +184,10 @@ impl Store {
             .map(|experiment| experiment.experiment_id)
             .collect();
         let sql = format!(
-            "SELECT experiment_id, key, value FROM experiment_tags WHERE experiment_id IN ({}) ORDER BY key",
-            placeholders(1, ids.len())
+            "SELECT experiment_id, key, value FROM experiment_tags WHERE {} ORDER BY key",
+            self.in_number_list("experiment_id", 1)
         );
-        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for id in &ids {
-            query = query.bind(*id);
-        }
+        let query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(self.number_list(&ids));
         let mut by_experiment: HashMap<i64, Vec<KeyValue>> = HashMap::new();
         for row in query.fetch_all(&self.reader).await? {
             by_experiment
@@ -640,7 +628,7 @@ impl Store {
         page_token: Option<&str>,
     ) -> Result<Page<Metric>> {
         self.get_run_info(run_id).await?;
-        let paging = Paging::new(max_results, 25_000, 1_000_000, page_token)?;
+        let paging = Paging::new(max_results, PageLimits::METRIC_HISTORY, page_token)?;
         let history = self.metric_history(run_id, key).await?;
         Ok(paging.window(history.into_iter().map(|point| Metric {
             key: key.to_owned(),
@@ -651,43 +639,36 @@ impl Store {
     }
 
     pub async fn search_runs(&self, request: SearchRuns<'_>) -> Result<Page<Run>> {
-        let paging = Paging::new(request.max_results, 1000, 50_000, request.page_token)?;
-        let search = build_search(Entity::Runs, request.filter, request.order_by)?;
+        let search = ParsedSearch::parse(SearchRequest {
+            entity: Entity::Runs,
+            filter: request.filter,
+            order_by: request.order_by,
+            max_results: request.max_results,
+            page_token: request.page_token,
+        })?;
         if request.experiment_ids.is_empty() {
             return Ok(Page {
                 items: Vec::new(),
                 next_page_token: None,
             });
         }
-        let stages = request.view_type.stages();
-        let first = search.binds.len() + 1;
-        let where_filter = search
-            .where_sql
-            .as_deref()
-            .map(|sql| format!(" AND ({sql})"))
-            .unwrap_or_default();
-        let sql = format!(
-            "SELECT runs.run_uuid FROM runs {} WHERE runs.experiment_id IN ({}) AND runs.lifecycle_stage IN ({}){where_filter} \
-             ORDER BY {} {}",
-            search.joins,
-            placeholders(first, request.experiment_ids.len()),
-            placeholders(first + request.experiment_ids.len(), stages.len()),
-            search.order_sql,
-            paging.sql()
-        );
-        let mut query = search_query(sql, &search.binds);
-        for id in request.experiment_ids {
-            query = query.bind(*id);
-        }
-        for stage in stages {
-            query = query.bind(*stage);
-        }
-        let rows = query.fetch_all(&self.reader).await?;
-        let ids = rows
+        let experiment_ids = request
+            .experiment_ids
             .iter()
-            .map(|row| get_text(row, "run_uuid"))
-            .collect::<Result<Vec<_>>>()?;
-        let page = paging.finish(ids);
+            .map(|id| SqlValue::Int(*id))
+            .collect();
+        let stages = text_values(request.view_type.stages());
+        let page = self
+            .search(
+                search,
+                "SELECT runs.run_uuid FROM runs",
+                &[
+                    Scope::AnyOf("runs.experiment_id", experiment_ids),
+                    Scope::AnyOf("runs.lifecycle_stage", stages),
+                ],
+                |row| get_text(row, "run_uuid"),
+            )
+            .await?;
         let items = self.load_runs(&page.items).await?;
         Ok(Page {
             items,

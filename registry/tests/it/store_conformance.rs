@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use futures::StreamExt as _;
+
 use okla_registry::domain::model_registry::{Stage, VersionFile};
 use okla_registry::domain::tracking::{Metric, Run, RunStatus};
 use okla_registry::domain::{KeyValue, LifecycleStage, ViewType};
@@ -19,6 +21,7 @@ backend_test_suite!(store:
     experiment_delete_cascades_to_runs_and_restore_brings_them_back,
     experiment_tags,
     experiment_search_filters_orders_and_pages,
+    experiment_search_returns_a_page_of_more_ids_than_sqlite_binds,
     run_create_get_and_update,
     log_batch_twice_leaves_history_unchanged,
     older_step_logged_later_does_not_replace_latest_metric,
@@ -507,6 +510,43 @@ async fn experiment_search_filters_orders_and_pages(store: &Store) {
 }
 
 // ----- runs -----
+
+/// SQLite refuses a statement with more than 32,766 bound variables, so the tags of a page of
+/// experiments are read with the ids bound as one list, not one parameter each.
+async fn experiment_search_returns_a_page_of_more_ids_than_sqlite_binds(store: &Store) {
+    const COUNT: usize = 32_800;
+    let created: Vec<i64> = futures::stream::iter(0..COUNT)
+        .map(|index| async move {
+            store
+                .create_experiment(
+                    &format!("many-{index:05}"),
+                    None,
+                    &[kv("index", &index.to_string())],
+                )
+                .await
+                .expect("create experiment")
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    assert_eq!(created.len(), COUNT);
+    let page = store
+        .search_experiments(SearchExperiments {
+            filter: "name LIKE 'many-%'",
+            view_type: ViewType::ActiveOnly,
+            max_results: Some(50_000),
+            order_by: &["name ASC".to_owned()],
+            page_token: None,
+        })
+        .await
+        .expect("search a page of more than 32,766 experiments");
+    assert_eq!(page.items.len(), COUNT);
+    assert!(page.next_page_token.is_none());
+    for (index, experiment) in page.items.iter().enumerate() {
+        assert_eq!(experiment.name, format!("many-{index:05}"));
+        assert_eq!(experiment.tags, vec![kv("index", &index.to_string())]);
+    }
+}
 
 async fn run_create_get_and_update(store: &Store) {
     let experiment_id = store
