@@ -215,7 +215,7 @@ mod tests {
             parsed(Entity::RegisteredModels, "", &[])
                 .statement("SELECT c FROM registered_models", &[])
                 .0,
-            "SELECT c FROM registered_models  ORDER BY registered_models.name ASC LIMIT 6 OFFSET 10"
+            "SELECT c FROM registered_models   ORDER BY registered_models.name ASC LIMIT 6 OFFSET 10"
         );
 
         for filter in ["", "name = 'a'"] {

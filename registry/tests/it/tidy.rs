@@ -151,11 +151,14 @@ fn find_cycle(edges: &BTreeMap<String, BTreeSet<String>>, members: &[&str]) -> O
             return None;
         }
         path.push(module.to_owned());
-        for next in edges.get(module).into_iter().flatten() {
-            if members.contains(&next.as_str()) {
-                if let Some(cycle) = visit(next, edges, members, path, done) {
-                    return Some(cycle);
-                }
+        let inside = edges
+            .get(module)
+            .into_iter()
+            .flatten()
+            .filter(|next| members.contains(&next.as_str()));
+        for next in inside {
+            if let Some(cycle) = visit(next, edges, members, path, done) {
+                return Some(cycle);
             }
         }
         path.pop();
