@@ -19,7 +19,8 @@
 use std::cmp::Ordering;
 use std::sync::PoisonError;
 
-use super::{Backend, Store, values_rows};
+use super::sql::values_rows;
+use super::{Backend, Store};
 use crate::domain::tracking::sortable_value;
 use crate::error::{Error, Result};
 

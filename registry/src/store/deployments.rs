@@ -14,9 +14,10 @@ use proto::model_event::Body;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Transaction};
 
-use super::model_registry::{Change, append_history, model_not_found, touch_model};
+use super::Store;
 use super::outbox::write_events;
-use super::{Store, get_i64, get_opt_text, get_text, placeholders};
+use super::sql::{get_i64, get_opt_text, get_text, placeholders};
+use super::transaction::{Change, append_history, model_not_found, touch_model};
 use crate::domain::deployments::{
     CHAMPION_ALIAS, DeploymentSpec, EffectiveDeployment, Route, effective_deployment,
     validate_comment, validate_reason,

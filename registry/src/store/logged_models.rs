@@ -7,8 +7,10 @@ use sqlx::{Any, Transaction};
 
 use super::search::{ParsedSearch, Scope, SearchRequest};
 use super::search_sql::SqlValue;
-use super::tracking::{KeyRef, metric_from_row, upsert_key_values};
-use super::{Page, Store, get_i64, get_opt_text, get_text, values_rows};
+use super::sql::metric_from_row;
+use super::sql::{get_i64, get_opt_text, get_text, values_rows};
+use super::transaction::{KeyRef, upsert_key_values};
+use super::{Page, Store};
 use crate::domain::search::Entity;
 use crate::domain::tracking::{LoggedModel, Metric, sortable_value};
 use crate::domain::{KeyValue, LifecycleStage, now_millis};

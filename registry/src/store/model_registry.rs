@@ -5,12 +5,15 @@ use std::collections::{BTreeSet, HashMap};
 use okla_proto::events as proto;
 use proto::model_event::Body;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Transaction};
 
 use super::outbox::write_events;
 use super::search::{ParsedSearch, Scope, SearchRequest};
-use super::tracking::{KeyRef, upsert_key_values};
-use super::{Page, Store, get_i64, get_opt_i64, get_opt_text, get_text, is_unique_violation};
+use super::sql::{get_i64, get_opt_i64, get_opt_text, get_text, is_unique_violation};
+pub use super::transaction::Change;
+use super::transaction::{
+    KeyRef, append_history, model_not_found, touch_model, upsert_key_values, version_not_found,
+};
+use super::{Page, Store};
 use crate::domain::model_registry::{
     HistoryEntry, HistoryKind, ModelVersion, RegisteredModel, Stage, VersionFile,
 };
@@ -33,13 +36,6 @@ pub struct NewModelVersion {
     pub files: Vec<VersionFile>,
     /// Who registered the version, for its `model.version.created` event.
     pub actor: String,
-}
-
-/// Who changed a stage or alias, and why; recorded in the model history.
-#[derive(Debug, Clone)]
-pub struct Change<'a> {
-    pub actor: &'a str,
-    pub comment: Option<&'a str>,
 }
 
 pub struct SearchModels<'a> {
@@ -943,56 +939,6 @@ impl Store {
             })
             .collect()
     }
-}
-
-/// Bumps the model's update time; fails with NotFound when it does not exist.
-pub(super) async fn touch_model(transaction: &mut Transaction<'_, Any>, name: &str) -> Result<()> {
-    let updated =
-        sqlx::query("UPDATE registered_models SET last_updated_timestamp = $1 WHERE name = $2")
-            .bind(now_millis())
-            .bind(name)
-            .execute(&mut **transaction)
-            .await?;
-    if updated.rows_affected() == 0 {
-        return Err(model_not_found(name));
-    }
-    Ok(())
-}
-
-pub(super) async fn append_history(
-    transaction: &mut Transaction<'_, Any>,
-    name: &str,
-    version: Option<i64>,
-    kind: &str,
-    from_value: Option<&str>,
-    to_value: Option<&str>,
-    change: &Change<'_>,
-) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO model_history (name, version, kind, from_value, to_value, actor, time, comment) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(name)
-    .bind(version)
-    .bind(kind)
-    .bind(from_value)
-    .bind(to_value)
-    .bind(change.actor)
-    .bind(now_millis())
-    .bind(change.comment)
-    .execute(&mut **transaction)
-    .await?;
-    Ok(())
-}
-
-pub(super) fn model_not_found(name: &str) -> Error {
-    Error::not_found(format!("Registered Model with name={name} not found"))
-}
-
-pub(super) fn version_not_found(name: &str, version: i64) -> Error {
-    Error::not_found(format!(
-        "Model Version (name={name}, version={version}) not found"
-    ))
 }
 
 fn model_from_row(row: &AnyRow) -> Result<RegisteredModel> {

@@ -14,9 +14,10 @@ use proto::model_event::Body;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use super::model_registry::Change;
+use super::Store;
 use super::outbox::write_events;
-use super::{Store, get_f64, get_i64, get_opt_text, get_text};
+use super::sql::{get_f64, get_i64, get_opt_text, get_text};
+use super::transaction::Change;
 use crate::domain::deployments::DeploymentSpec;
 use crate::domain::nodes::{
     NodeReport, Transition, aggregate, is_stale, judge, transitions, validate_node_id,

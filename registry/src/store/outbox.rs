@@ -9,7 +9,8 @@ use prost::Message;
 use sqlx::any::AnyRow;
 use sqlx::{Any, Transaction};
 
-use super::{Backend, Store, get_i64, get_opt_i64, get_text};
+use super::sql::{get_i64, get_opt_i64, get_text};
+use super::{Backend, Store};
 use crate::domain::now_millis;
 use crate::error::Result;
 

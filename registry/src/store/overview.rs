@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use super::{Store, get_f64, get_i64, get_text};
+use super::Store;
+use super::sql::{get_f64, get_i64, get_text};
 use crate::error::Result;
 
 impl Store {

@@ -6,7 +6,8 @@
 use sqlx::any::AnyRow;
 
 use super::search_sql::{SearchSql, SqlValue, build_search};
-use super::{Page, Paging, Store, placeholders, search_query};
+use super::sql::{placeholders, search_query};
+use super::{Page, Paging, Store};
 use crate::domain::search::Entity;
 use crate::error::Result;
 

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Backend, Store, get_i64, get_text};
+use super::sql::{get_i64, get_text};
+use super::{Backend, Store};
 use crate::error::Result;
 
 /// The tables whose statistics decide run-search plans.

@@ -8,10 +8,12 @@ use sqlx::{Any, AnyPool, Transaction};
 use super::chunks::{self, Point};
 use super::search::{ParsedSearch, Scope, SearchRequest, text_values};
 use super::search_sql::SqlValue;
-use super::{
-    AnyQuery, Backend, Page, Paging, Store, get_f64, get_i64, get_opt_i64, get_opt_text, get_text,
-    is_unique_violation, placeholders, values_rows, values_rows_from,
+use super::sql::{
+    AnyQuery, get_i64, get_opt_i64, get_opt_text, get_text, is_unique_violation, metric_from_row,
+    placeholders, values_rows, values_rows_from,
 };
+use super::transaction::{KeyRef, upsert_key_values};
+use super::{Backend, Page, Paging, Store};
 use crate::domain::search::{Entity, PageLimits};
 use crate::domain::tracking::{
     DatasetInput, Experiment, Metric, RUN_NAME_TAG, Run, RunInfo, RunStatus, sortable_value,
@@ -979,45 +981,6 @@ async fn insert_metrics_in_one_statement(
     Ok(())
 }
 
-/// The owner column of a key/value table: an integer or a text id.
-pub(super) enum KeyRef<'a> {
-    Int(i64),
-    Text(&'a str),
-}
-
-/// Inserts or overwrites key/value rows of one owner in a single statement.
-pub(super) async fn upsert_key_values(
-    transaction: &mut Transaction<'_, Any>,
-    table: &str,
-    owner_column: &str,
-    owner: &KeyRef<'_>,
-    pairs: &[KeyValue],
-) -> Result<()> {
-    // The last value of a key wins, and a key may appear only once per statement.
-    let mut deduplicated: BTreeMap<&str, &str> = BTreeMap::new();
-    for pair in pairs {
-        deduplicated.insert(pair.key.as_str(), pair.value.as_str());
-    }
-    if deduplicated.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "INSERT INTO {table} ({owner_column}, key, value) VALUES {} \
-         ON CONFLICT ({owner_column}, key) DO UPDATE SET value = excluded.value",
-        values_rows(deduplicated.len(), 3)
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (key, value) in deduplicated {
-        query = match owner {
-            KeyRef::Int(id) => query.bind(*id),
-            KeyRef::Text(id) => query.bind(*id),
-        };
-        query = query.bind(key).bind(value);
-    }
-    query.execute(&mut **transaction).await?;
-    Ok(())
-}
-
 fn experiment_from_row(row: &AnyRow) -> Result<Experiment> {
     Ok(Experiment {
         experiment_id: get_i64(row, "experiment_id")?,
@@ -1041,20 +1004,6 @@ fn run_info_from_row(row: &AnyRow) -> Result<RunInfo> {
         end_time: get_opt_i64(row, "end_time")?,
         artifact_uri: get_text(row, "artifact_uri")?,
         lifecycle_stage: LifecycleStage::parse_stored(&get_text(row, "lifecycle_stage")?),
-    })
-}
-
-pub(super) fn metric_from_row(row: &AnyRow) -> Result<Metric> {
-    let is_nan = get_i64(row, "is_nan")? != 0;
-    Ok(Metric {
-        key: get_text(row, "key")?,
-        value: if is_nan {
-            f64::NAN
-        } else {
-            get_f64(row, "value")?
-        },
-        timestamp: get_i64(row, "timestamp")?,
-        step: get_i64(row, "step")?,
     })
 }
 
