@@ -1,5 +1,9 @@
 //! The metadata store: one set of portable SQL queries over PostgreSQL or SQLite (sqlx `Any`),
 //! with a migrations folder per backend. Every multi-row write runs in one transaction.
+//!
+//! One file (or directory) per entity; what they share lives beside them and never in an entity
+//! file: `sql.rs` (placeholders, id lists bound as one parameter, row readers), `transaction.rs`
+//! (key/value upserts, model history), `search.rs` (the one search pipeline) and `outbox.rs`.
 
 mod chunks;
 pub mod deployments;
