@@ -23,7 +23,9 @@ use crate::error::ServingError;
 use crate::service::{
     InferRequest, InferResponse, InferenceService, Protocol, RepositoryEntry, VersionSelector,
 };
-use crate::tensor::{DataType, Tensor, TensorData, TensorSpec, element_count, shape_from_wire};
+use crate::tensor::{
+    DataType, Tensor, TensorData, TensorSpec, element_count, parse_datatype, shape_from_wire,
+};
 
 pub struct GrpcApi {
     service: InferenceService,
@@ -338,9 +340,8 @@ fn decode_input(
         contents,
         ..
     } = input;
-    let dtype: DataType = datatype
-        .parse()
-        .map_err(|err| invalid(format!("input '{name}': {err}")))?;
+    let dtype =
+        parse_datatype(&datatype).map_err(|err| invalid(format!("input '{name}': {err}")))?;
     let shape = shape_from_wire(&name, &wire_shape)?;
     let expected = element_count(&shape)
         .map_err(|err| invalid(format!("input '{name}' with shape {wire_shape:?}: {err}")))?;
