@@ -20,9 +20,8 @@ use serde_json::json;
 
 use crate::api::json::{self, BinaryStrings, FlatValues};
 use crate::error::ServingError;
-use crate::service::{
-    InferRequest, InferResponse, InferenceService, ModelMetadata, Protocol, VersionSelector,
-};
+use crate::request::{InferRequest, InferResponse, ModelMetadata, Protocol, VersionSelector};
+use crate::service::InferenceService;
 use crate::tensor::{
     Tensor, TensorData, TensorSpec, element_count, parse_datatype, shape_from_wire,
 };
