@@ -10,6 +10,7 @@ use okla_serving::api::grpc::server;
 use okla_serving::manager::{ManagerSettings, ModelManager};
 use okla_serving::metrics::Metrics;
 use okla_serving::repository::ModelRepository;
+use okla_serving::request::VersionSelector;
 use okla_serving::service::InferenceService;
 use okla_serving::testing::FakeBackend;
 use pb::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
@@ -457,4 +458,87 @@ async fn rpcs_left_out_answer_unimplemented() {
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::Unimplemented);
+}
+
+/// A manager over `root` with the stand-in backend, every model in it loaded.
+async fn manager_over(root: &std::path::Path) -> ModelManager {
+    let manager = ModelManager::new(
+        ModelRepository::new(root),
+        vec![Arc::new(FakeBackend)],
+        ManagerSettings {
+            default_instances: 1,
+            max_queue_size: 8,
+        },
+        Arc::new(Metrics::new()),
+    );
+    manager.load_all().await.unwrap();
+    manager
+}
+
+fn write(root: &std::path::Path, file: &str, text: &str) {
+    let path = root.join(file);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn states(manager: &ModelManager, model: &str) -> Vec<(Option<u64>, String)> {
+    manager
+        .index(false)
+        .into_iter()
+        .filter(|entry| entry.name == model)
+        .map(|entry| (entry.version, entry.state))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_replacement_leaves_the_old_version_serving_until_one_loads() {
+    let repository = tempfile::tempdir().unwrap();
+    let root = repository.path();
+    write(root, "m/1/model.fake", "ok");
+    let manager = manager_over(root).await;
+    assert_eq!(manager.ready_versions("m"), [1]);
+
+    // The policy (latest) now asks for version 2 only, which does not load.
+    write(root, "m/2/model.fake", "corrupt");
+    manager.sync_with_repository().await;
+    assert_eq!(manager.ready_versions("m"), [1]);
+    assert_eq!(
+        states(&manager, "m"),
+        [
+            (Some(1), "READY".to_owned()),
+            (Some(2), "UNAVAILABLE".to_owned())
+        ]
+    );
+    let answering = manager.resolve("m", &VersionSelector::Latest).unwrap();
+    assert_eq!(answering.version, 1);
+
+    // Once the replacement loads, the old version goes in the same swap.
+    write(root, "m/2/model.fake", "ok");
+    manager.load_model("m").await.unwrap();
+    assert_eq!(manager.ready_versions("m"), [2]);
+    assert_eq!(states(&manager, "m"), [(Some(2), "READY".to_owned())]);
+}
+
+#[tokio::test]
+async fn a_label_moves_only_to_a_ready_version() {
+    let repository = tempfile::tempdir().unwrap();
+    let root = repository.path();
+    write(root, "m/1/model.fake", "ok");
+    let config =
+        |stable: u64| format!("[version_policy]\nall = {{}}\n[labels]\nstable = {stable}\n");
+    write(root, "m/config.toml", &config(1));
+    let manager = manager_over(root).await;
+    let stable = VersionSelector::Label("stable".to_owned());
+    assert_eq!(manager.resolve("m", &stable).unwrap().version, 1);
+
+    write(root, "m/2/model.fake", "corrupt");
+    write(root, "m/config.toml", &config(2));
+    let failure = manager.load_model("m").await.unwrap_err();
+    assert!(failure.to_string().contains("corrupt"), "{failure}");
+    assert_eq!(manager.resolve("m", &stable).unwrap().version, 1);
+
+    write(root, "m/2/model.fake", "ok");
+    manager.load_model("m").await.unwrap();
+    assert_eq!(manager.resolve("m", &stable).unwrap().version, 2);
+    assert_eq!(manager.ready_versions("m"), [1, 2]);
 }
