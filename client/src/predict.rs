@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use okla_proto::inference as pb;
 use okla_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use okla_proto::tensor::{self, DataType, RawError};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::error::{Error, Result};
@@ -221,19 +222,23 @@ impl TensorValues {
 
     /// The V2 datatype name: `FP32`, `INT64`, `BYTES`, ...
     pub fn datatype(&self) -> &'static str {
+        self.dtype().as_str()
+    }
+
+    fn dtype(&self) -> DataType {
         match self {
-            TensorValues::Bool(_) => "BOOL",
-            TensorValues::Int8(_) => "INT8",
-            TensorValues::Int16(_) => "INT16",
-            TensorValues::Int32(_) => "INT32",
-            TensorValues::Int64(_) => "INT64",
-            TensorValues::Uint8(_) => "UINT8",
-            TensorValues::Uint16(_) => "UINT16",
-            TensorValues::Uint32(_) => "UINT32",
-            TensorValues::Uint64(_) => "UINT64",
-            TensorValues::Fp32(_) => "FP32",
-            TensorValues::Fp64(_) => "FP64",
-            TensorValues::Bytes(_) => "BYTES",
+            TensorValues::Bool(_) => DataType::Bool,
+            TensorValues::Int8(_) => DataType::Int8,
+            TensorValues::Int16(_) => DataType::Int16,
+            TensorValues::Int32(_) => DataType::Int32,
+            TensorValues::Int64(_) => DataType::Int64,
+            TensorValues::Uint8(_) => DataType::Uint8,
+            TensorValues::Uint16(_) => DataType::Uint16,
+            TensorValues::Uint32(_) => DataType::Uint32,
+            TensorValues::Uint64(_) => DataType::Uint64,
+            TensorValues::Fp32(_) => DataType::Fp32,
+            TensorValues::Fp64(_) => DataType::Fp64,
+            TensorValues::Bytes(_) => DataType::Bytes,
         }
     }
 
@@ -259,69 +264,63 @@ impl TensorValues {
         self.len() == 0
     }
 
-    /// The elements as one `raw_input_contents` entry: little-endian, BYTES elements each
-    /// prefixed by their length as a little-endian u32.
+    /// The elements as one `raw_input_contents` entry (see [`okla_proto::tensor`]).
     fn to_raw(&self) -> Vec<u8> {
-        fn le<T: Copy, const N: usize>(values: &[T], to_bytes: fn(T) -> [u8; N]) -> Vec<u8> {
-            values.iter().flat_map(|&value| to_bytes(value)).collect()
-        }
+        let mut raw = Vec::new();
         match self {
-            TensorValues::Bool(v) => v.iter().map(|&b| u8::from(b)).collect(),
-            TensorValues::Int8(v) => le(v, i8::to_le_bytes),
-            TensorValues::Int16(v) => le(v, i16::to_le_bytes),
-            TensorValues::Int32(v) => le(v, i32::to_le_bytes),
-            TensorValues::Int64(v) => le(v, i64::to_le_bytes),
-            TensorValues::Uint8(v) => v.clone(),
-            TensorValues::Uint16(v) => le(v, u16::to_le_bytes),
-            TensorValues::Uint32(v) => le(v, u32::to_le_bytes),
-            TensorValues::Uint64(v) => le(v, u64::to_le_bytes),
-            TensorValues::Fp32(v) => le(v, f32::to_le_bytes),
-            TensorValues::Fp64(v) => le(v, f64::to_le_bytes),
-            TensorValues::Bytes(v) => {
-                let mut raw = Vec::with_capacity(v.iter().map(|e| e.len() + 4).sum());
-                for element in v {
-                    // An element of 4 GiB or more cannot be sent in a 64 MiB message anyway; the
-                    // server refuses the message before reading this length.
-                    let len = u32::try_from(element.len()).unwrap_or(u32::MAX);
-                    raw.extend_from_slice(&len.to_le_bytes());
-                    raw.extend_from_slice(element);
-                }
-                raw
-            }
+            TensorValues::Bool(v) => tensor::write_bools(v, &mut raw),
+            TensorValues::Int8(v) => tensor::write_le(v, &mut raw),
+            TensorValues::Int16(v) => tensor::write_le(v, &mut raw),
+            TensorValues::Int32(v) => tensor::write_le(v, &mut raw),
+            TensorValues::Int64(v) => tensor::write_le(v, &mut raw),
+            TensorValues::Uint8(v) => raw.extend_from_slice(v),
+            TensorValues::Uint16(v) => tensor::write_le(v, &mut raw),
+            TensorValues::Uint32(v) => tensor::write_le(v, &mut raw),
+            TensorValues::Uint64(v) => tensor::write_le(v, &mut raw),
+            TensorValues::Fp32(v) => tensor::write_le(v, &mut raw),
+            TensorValues::Fp64(v) => tensor::write_le(v, &mut raw),
+            TensorValues::Bytes(v) => tensor::write_bytes(v, &mut raw),
         }
+        raw
     }
 
     /// Decodes one `raw_output_contents` entry of `datatype`.
     fn from_raw(datatype: &str, raw: &[u8]) -> std::result::Result<TensorValues, String> {
-        fn le<T, const N: usize>(
-            raw: &[u8],
-            from_bytes: fn([u8; N]) -> T,
-        ) -> std::result::Result<Vec<T>, String> {
-            let chunks = raw.chunks_exact(N);
-            if !chunks.remainder().is_empty() {
-                return Err(format!(
-                    "{} raw bytes are not a whole number of {N}-byte elements",
-                    raw.len()
-                ));
+        let dtype = datatype
+            .parse::<DataType>()
+            .map_err(|err| err.to_string())?;
+        Self::decode_raw(dtype, raw).map_err(|err| match err {
+            RawError::TruncatedLength => "BYTES contents end inside an element's length".to_owned(),
+            RawError::TruncatedElement {
+                index,
+                declared,
+                remaining,
+            } => {
+                format!("BYTES element {index} claims {declared} bytes but only {remaining} remain")
             }
-            Ok(chunks
-                .map(|chunk| from_bytes(chunk.try_into().expect("chunks_exact yields N bytes")))
-                .collect())
-        }
-        Ok(match datatype {
-            "BOOL" => TensorValues::Bool(raw.iter().map(|&b| b != 0).collect()),
-            "INT8" => TensorValues::Int8(le(raw, i8::from_le_bytes)?),
-            "INT16" => TensorValues::Int16(le(raw, i16::from_le_bytes)?),
-            "INT32" => TensorValues::Int32(le(raw, i32::from_le_bytes)?),
-            "INT64" => TensorValues::Int64(le(raw, i64::from_le_bytes)?),
-            "UINT8" => TensorValues::Uint8(raw.to_vec()),
-            "UINT16" => TensorValues::Uint16(le(raw, u16::from_le_bytes)?),
-            "UINT32" => TensorValues::Uint32(le(raw, u32::from_le_bytes)?),
-            "UINT64" => TensorValues::Uint64(le(raw, u64::from_le_bytes)?),
-            "FP32" => TensorValues::Fp32(le(raw, f32::from_le_bytes)?),
-            "FP64" => TensorValues::Fp64(le(raw, f64::from_le_bytes)?),
-            "BYTES" => TensorValues::Bytes(split_bytes(raw)?),
-            other => return Err(format!("unsupported datatype '{other}'")),
+            ragged @ RawError::Ragged { .. } => ragged.to_string(),
+        })
+    }
+
+    fn decode_raw(dtype: DataType, raw: &[u8]) -> std::result::Result<TensorValues, RawError> {
+        Ok(match dtype {
+            DataType::Bool => TensorValues::Bool(tensor::read_bools(raw)),
+            DataType::Int8 => TensorValues::Int8(tensor::read_le(raw)?),
+            DataType::Int16 => TensorValues::Int16(tensor::read_le(raw)?),
+            DataType::Int32 => TensorValues::Int32(tensor::read_le(raw)?),
+            DataType::Int64 => TensorValues::Int64(tensor::read_le(raw)?),
+            DataType::Uint8 => TensorValues::Uint8(raw.to_vec()),
+            DataType::Uint16 => TensorValues::Uint16(tensor::read_le(raw)?),
+            DataType::Uint32 => TensorValues::Uint32(tensor::read_le(raw)?),
+            DataType::Uint64 => TensorValues::Uint64(tensor::read_le(raw)?),
+            DataType::Fp32 => TensorValues::Fp32(tensor::read_le(raw)?),
+            DataType::Fp64 => TensorValues::Fp64(tensor::read_le(raw)?),
+            DataType::Bytes => TensorValues::Bytes(
+                tensor::read_bytes(raw)?
+                    .into_iter()
+                    .map(<[u8]>::to_vec)
+                    .collect(),
+            ),
         })
     }
 
@@ -343,44 +342,24 @@ impl TensorValues {
                 })
                 .collect()
         }
-        Ok(match datatype {
-            "BOOL" => TensorValues::Bool(contents.bool_contents),
-            "INT8" => TensorValues::Int8(narrow(contents.int_contents, datatype)?),
-            "INT16" => TensorValues::Int16(narrow(contents.int_contents, datatype)?),
-            "INT32" => TensorValues::Int32(contents.int_contents),
-            "INT64" => TensorValues::Int64(contents.int64_contents),
-            "UINT8" => TensorValues::Uint8(narrow(contents.uint_contents, datatype)?),
-            "UINT16" => TensorValues::Uint16(narrow(contents.uint_contents, datatype)?),
-            "UINT32" => TensorValues::Uint32(contents.uint_contents),
-            "UINT64" => TensorValues::Uint64(contents.uint64_contents),
-            "FP32" => TensorValues::Fp32(contents.fp32_contents),
-            "FP64" => TensorValues::Fp64(contents.fp64_contents),
-            "BYTES" => TensorValues::Bytes(contents.bytes_contents),
-            other => return Err(format!("unsupported datatype '{other}'")),
+        let dtype = datatype
+            .parse::<DataType>()
+            .map_err(|err| err.to_string())?;
+        Ok(match dtype {
+            DataType::Bool => TensorValues::Bool(contents.bool_contents),
+            DataType::Int8 => TensorValues::Int8(narrow(contents.int_contents, datatype)?),
+            DataType::Int16 => TensorValues::Int16(narrow(contents.int_contents, datatype)?),
+            DataType::Int32 => TensorValues::Int32(contents.int_contents),
+            DataType::Int64 => TensorValues::Int64(contents.int64_contents),
+            DataType::Uint8 => TensorValues::Uint8(narrow(contents.uint_contents, datatype)?),
+            DataType::Uint16 => TensorValues::Uint16(narrow(contents.uint_contents, datatype)?),
+            DataType::Uint32 => TensorValues::Uint32(contents.uint_contents),
+            DataType::Uint64 => TensorValues::Uint64(contents.uint64_contents),
+            DataType::Fp32 => TensorValues::Fp32(contents.fp32_contents),
+            DataType::Fp64 => TensorValues::Fp64(contents.fp64_contents),
+            DataType::Bytes => TensorValues::Bytes(contents.bytes_contents),
         })
     }
-}
-
-/// Splits raw BYTES contents: each element is a 4-byte little-endian length, then its bytes.
-fn split_bytes(mut raw: &[u8]) -> std::result::Result<Vec<Vec<u8>>, String> {
-    let mut elements = Vec::new();
-    while !raw.is_empty() {
-        let Some((len, rest)) = raw.split_first_chunk::<4>() else {
-            return Err("BYTES contents end inside an element's length".to_owned());
-        };
-        let len = u32::from_le_bytes(*len) as usize;
-        if rest.len() < len {
-            return Err(format!(
-                "BYTES element {} claims {len} bytes but only {} remain",
-                elements.len(),
-                rest.len()
-            ));
-        }
-        let (element, rest) = rest.split_at(len);
-        elements.push(element.to_vec());
-        raw = rest;
-    }
-    Ok(elements)
 }
 
 /// The element count a shape holds, or `None` for a negative or overflowing dimension.

@@ -16,3 +16,5 @@ pub mod inference {
 pub mod events {
     tonic::include_proto!("okla.events.v1");
 }
+
+pub mod tensor;

@@ -4,10 +4,11 @@
 //! Data flows one way: a source (the model repository directory, `repository`, or the registry,
 //! `registry_source`, which downloads into a directory laid out the same way, woken early by
 //! the registry's RabbitMQ events through `registry_events`) says which
-//! versions to serve; the `manager` loads them through a `backend`, warms them up and swaps them
-//! in; each loaded version has a `batcher` running inference on its own threads; `router` splits
-//! a model's traffic between its versions under a registry deployment; `service` is the
-//! protocol-neutral entry point the `api` modules translate to and from.
+//! versions to serve; the `planner` decides what to load, switch and unload, and the `manager`
+//! carries that out, loading through the `loader` (a `backend` plus a `batcher` running inference
+//! on its own threads); `router` splits a model's traffic between its versions under a registry
+//! deployment; `service` is the one request path, which the `api` modules call with the
+//! protocol-neutral `request` types.
 
 pub mod api;
 pub mod app;
@@ -16,14 +17,19 @@ pub mod batcher;
 pub mod config;
 pub mod content_cache;
 pub mod error;
+pub mod loader;
 pub mod manager;
 pub mod metrics;
 pub mod node_report;
+pub mod planner;
 pub mod registry_client;
 pub mod registry_events;
 pub mod registry_source;
 pub mod repository;
+pub mod request;
 pub mod router;
 pub mod service;
 pub mod tensor;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod traffic;

@@ -1,39 +1,34 @@
-//! The model manager: which versions of which models are loaded, and the hot path from a
-//! (model, version selector) to a ready version.
+//! The model manager: which versions of which models are loaded, and their routing. It hands
+//! out loaded versions ([`ModelManager::resolve`]) and routings ([`ModelManager::routed`]) to
+//! the request path in [`crate::service`].
 //!
 //! The table of models is an immutable map behind an `ArcSwap`: requests read it without a lock,
-//! and loads build a new map and swap it in. A new version is loaded and warmed up while the old
-//! ones keep serving, and the old ones leave the table only in the same swap that makes the new
-//! one visible (availability-preserving, as TF Serving does). A version that fails to load is kept
-//! as `Failed` with its error, and its model's other versions keep serving.
+//! and loads build a new map and swap it in. What to load, keep, switch and unload is decided by
+//! [`crate::planner`] (availability-preserving, as TF Serving does); the manager carries the
+//! actions out through the [`crate::loader`]. A version that fails to load is kept as `Failed`
+//! with its error, and its model's other versions keep serving.
 //!
 //! A model may also have a [`Routing`] (set by the registry source from the model's deployment),
 //! in its own `ArcSwap` map: a request that names no version goes to the version the router
 //! picks, and a copy of it to the deployment's shadow version in the background.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use arc_swap::ArcSwap;
 
-use crate::backend::{Backend, BackendError, Model};
-use crate::batcher::{BatchSettings, Batcher};
+use crate::backend::{Backend, BackendError};
 use crate::error::ServingError;
-use crate::metrics::{
-    Metrics, ModelLabels, RequestTiming, ShadowLabels, VersionLabels, VersionMetrics,
-};
+use crate::loader::{LoadedVersion, Loader};
+use crate::metrics::{Metrics, ModelLabels};
+use crate::planner::{self, Action, Aspired, Held, Phase};
 use crate::repository::{
-    DEFAULT_MAX_BATCH_SIZE, ModelConfig, ModelRepository, ModelSource, RepositoryError,
-    VersionPolicy,
+    ModelConfig, ModelRepository, ModelSource, RepositoryError, VersionPolicy,
 };
-use crate::router::{Routing, random_u64};
-use crate::service::{
-    InferRequest, InferResponse, ModelMetadata, RepositoryEntry, VersionSelector,
-};
-use crate::tensor::{DataType, Tensor, TensorData};
+use crate::request::{RepositoryEntry, VersionSelector};
+use crate::router::Routing;
 use crate::traffic::{Traffic, TrafficSnapshot};
 
 #[derive(Debug, Clone, Copy)]
@@ -42,16 +37,6 @@ pub struct ManagerSettings {
     pub default_instances: usize,
     /// Requests that may wait per model version.
     pub max_queue_size: usize,
-}
-
-/// A version that is loaded, warmed up and answering.
-pub struct LoadedVersion {
-    pub version: u64,
-    pub model: Arc<dyn Model>,
-    batcher: Batcher,
-    metrics: VersionMetrics,
-    /// How long loading and warming up took.
-    pub load_seconds: f64,
 }
 
 #[derive(Clone)]
@@ -77,6 +62,25 @@ impl ModelEntry {
             VersionState::Ready(loaded) => Some(loaded),
             _ => None,
         })
+    }
+
+    /// The versions as the planner sees them.
+    fn held(&self) -> Held {
+        Held {
+            versions: self
+                .versions
+                .iter()
+                .map(|(&version, state)| {
+                    let phase = match state {
+                        VersionState::Loading => Phase::Loading,
+                        VersionState::Ready(_) => Phase::Ready,
+                        VersionState::Failed(_) => Phase::Failed,
+                    };
+                    (version, phase)
+                })
+                .collect(),
+            labels: self.labels.clone(),
+        }
     }
 }
 
@@ -109,33 +113,19 @@ pub enum VersionHealth {
     Failed(String),
 }
 
-/// Shadow copies of one model's requests that may run at once; more are dropped, so a slow
-/// shadow version can never pile up work (or memory) behind the answers that matter.
-pub const MAX_SHADOW_IN_FLIGHT: usize = 64;
-
 /// A model's routing, the shadow copies it has in flight, and what each of its versions
 /// answered since it went live.
-struct ModelRouting {
-    routing: Routing,
-    shadow_in_flight: AtomicUsize,
-    traffic: Traffic,
+pub struct ModelRouting {
+    pub routing: Routing,
+    pub shadow_in_flight: AtomicUsize,
+    pub traffic: Traffic,
 }
 
 type RoutingTable = HashMap<String, Arc<ModelRouting>>;
 
-/// Gives back a shadow slot however the shadow task ends.
-struct ShadowSlot(Arc<ModelRouting>);
-
-impl Drop for ShadowSlot {
-    fn drop(&mut self) {
-        self.0.shadow_in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 pub struct ModelManager {
     repository: ModelRepository,
-    backends: Vec<Arc<dyn Backend>>,
-    settings: ManagerSettings,
+    loader: Loader,
     metrics: Arc<Metrics>,
     models: ArcSwap<ModelTable>,
     /// Deployments of the models that have one; models without one serve their latest version.
@@ -158,8 +148,12 @@ impl ModelManager {
     ) -> ModelManager {
         ModelManager {
             repository,
-            backends,
-            settings,
+            loader: Loader::new(
+                backends,
+                settings.default_instances,
+                settings.max_queue_size,
+                metrics.clone(),
+            ),
             metrics,
             models: ArcSwap::from_pointee(HashMap::new()),
             routings: ArcSwap::from_pointee(HashMap::new()),
@@ -302,46 +296,73 @@ impl ModelManager {
             }
         };
 
-        // Versions that are already serving stay, unless what they were loaded with changed
-        // (labels apply without a reload); the rest show as loading meanwhile.
+        // What serves keeps serving while the planner's loads run; the switch to what loaded
+        // is one swap of the table.
         let current = self.models.load().get(name).cloned().unwrap_or_default();
-        let reusable = current
-            .source
-            .as_ref()
-            .is_some_and(|loaded| same_load_settings(&loaded.config, &source.config));
-        let mut next = ModelEntry {
-            labels: current.labels.clone(),
-            ..ModelEntry::default()
+        let held = current.held();
+        let aspired = Aspired {
+            versions: source
+                .versions
+                .iter()
+                .map(|(version, _)| *version)
+                .collect(),
+            labels: source.config.labels.clone(),
+            reuse_ready: current
+                .source
+                .as_ref()
+                .is_some_and(|loaded| same_load_settings(&loaded.config, &source.config)),
         };
-        for (version, _) in &source.versions {
-            let state = match current.versions.get(version) {
-                Some(ready @ VersionState::Ready(_)) if reusable => ready.clone(),
-                _ => VersionState::Loading,
-            };
-            next.versions.insert(*version, state);
-        }
         let mut visible = (*current).clone();
         visible.error = None;
-        for (version, state) in &next.versions {
-            visible
-                .versions
-                .entry(*version)
-                .or_insert_with(|| state.clone());
-        }
+        visible.versions = planner::while_loading(&held, &aspired)
+            .into_keys()
+            .map(|version| {
+                let state = current
+                    .versions
+                    .get(&version)
+                    .cloned()
+                    .unwrap_or(VersionState::Loading);
+                (version, state)
+            })
+            .collect();
         self.publish(name, visible);
 
+        let mut fresh: BTreeMap<u64, VersionState> = BTreeMap::new();
+        let mut loading: HashMap<u64, (LoadedVersion, Instant)> = HashMap::new();
         let mut failures = Vec::new();
-        for (version, dir) in &source.versions {
-            if matches!(next.versions.get(version), Some(VersionState::Ready(_))) {
-                continue;
-            }
-            let started = Instant::now();
-            let result = self.load_version(name, *version, dir, &source.config).await;
-            let labels = ModelLabels {
-                model: name.to_owned(),
-            };
-            match result {
-                Ok(mut loaded) => {
+        let labels = ModelLabels {
+            model: name.to_owned(),
+        };
+        for action in planner::plan_loads(&held, &aspired) {
+            match action {
+                Action::Load(version) => {
+                    let Some((_, dir)) = source.versions.iter().find(|(v, _)| *v == version) else {
+                        continue;
+                    };
+                    let started = Instant::now();
+                    match self.loader.load(name, version, dir, &source.config).await {
+                        Ok(loaded) => {
+                            loading.insert(version, (loaded, started));
+                        }
+                        Err(err) => {
+                            self.metrics.load_failures.get_or_create(&labels).inc();
+                            let message =
+                                format!("failed to load model '{name}' version {version}: {err}");
+                            tracing::error!(model = name, version, error = %err, "load failed");
+                            if let BackendError::Runtime(_) = err {
+                                failures.push(LoadFailure::Runtime(err));
+                            } else {
+                                failures.push(LoadFailure::Model(message.clone()));
+                            }
+                            fresh.insert(version, VersionState::Failed(message));
+                        }
+                    }
+                }
+                Action::WarmUp(version) => {
+                    let Some((mut loaded, started)) = loading.remove(&version) else {
+                        continue;
+                    };
+                    self.loader.warm_up(&loaded).await;
                     let seconds = started.elapsed().as_secs_f64();
                     loaded.load_seconds = seconds;
                     self.metrics
@@ -349,34 +370,46 @@ impl ModelManager {
                         .get_or_create(&labels)
                         .observe(seconds);
                     tracing::info!(model = name, version, seconds, "version ready");
-                    next.versions
-                        .insert(*version, VersionState::Ready(Arc::new(loaded)));
+                    fresh.insert(version, VersionState::Ready(Arc::new(loaded)));
                 }
-                Err(err) => {
-                    self.metrics.load_failures.get_or_create(&labels).inc();
-                    let message = format!("failed to load model '{name}' version {version}: {err}");
-                    tracing::error!(model = name, version, error = %err, "load failed");
-                    if let BackendError::Runtime(_) = err {
-                        failures.push(LoadFailure::Runtime(err));
-                    } else {
-                        failures.push(LoadFailure::Model(message.clone()));
-                    }
-                    next.versions
-                        .insert(*version, VersionState::Failed(message));
-                }
+                _ => {}
             }
         }
-        // Labels may only name versions that serve, so moving a label never drops traffic.
-        next.labels = source.config.labels.clone();
-        next.source = Some(source.clone());
-        for (label, version) in &next.labels {
-            if !matches!(next.versions.get(version), Some(VersionState::Ready(_))) {
-                tracing::warn!(
-                    model = name,
-                    label,
-                    version,
-                    "label points at a version that is not ready"
-                );
+
+        let outcomes = fresh
+            .iter()
+            .map(|(&version, state)| (version, matches!(state, VersionState::Ready(_))))
+            .collect();
+        let actions = planner::plan_switch(&held, &aspired, &outcomes);
+        for (label, version) in planner::held_back_labels(&aspired, &actions) {
+            tracing::warn!(
+                model = name,
+                label,
+                version,
+                "label points at a version that is not ready"
+            );
+        }
+        let mut next = ModelEntry {
+            source: Some(source.clone()),
+            ..ModelEntry::default()
+        };
+        for action in actions {
+            match action {
+                Action::Switch(version) => {
+                    if let Some(state) = fresh.remove(&version) {
+                        next.versions.insert(version, state);
+                    }
+                }
+                Action::Keep(version) => {
+                    if let Some(state) = current.versions.get(&version) {
+                        next.versions.insert(version, state.clone());
+                    }
+                }
+                Action::Label { label, version } => {
+                    next.labels.insert(label, version);
+                }
+                // Requests still holding an unloaded version finish on it.
+                Action::Unload(_) | Action::Load(_) | Action::WarmUp(_) => {}
             }
         }
         self.publish(name, next);
@@ -384,64 +417,6 @@ impl ModelManager {
             Some(failure) => Err(failure),
             None => Ok(()),
         }
-    }
-
-    async fn load_version(
-        &self,
-        name: &str,
-        version: u64,
-        dir: &Path,
-        config: &ModelConfig,
-    ) -> Result<LoadedVersion, BackendError> {
-        let backend = self
-            .backends
-            .iter()
-            .find(|backend| backend.recognizes(dir))
-            .cloned()
-            .ok_or_else(|| {
-                BackendError::Load(format!(
-                    "{} holds no model file this server can load (model.onnx, or model.safetensors with config.json)",
-                    dir.display()
-                ))
-            })?;
-        let instances = config
-            .instances
-            .unwrap_or(self.settings.default_instances)
-            .max(1);
-        let dir = dir.to_owned();
-        let model = tokio::task::spawn_blocking(move || {
-            let model = backend.load(&dir, instances)?;
-            warm_up(model.as_ref(), instances);
-            Ok::<_, BackendError>(model)
-        })
-        .await
-        .map_err(|err| BackendError::Load(format!("the loading thread failed: {err}")))??;
-
-        let batchable = model.inputs().iter().all(|spec| spec.is_batchable());
-        let max_batch_size = match config.max_batch_size {
-            Some(size) if size > 1 && !batchable => {
-                return Err(BackendError::Load(format!(
-                    "max_batch_size is {size} but the model's inputs have no variable first dimension to batch along"
-                )));
-            }
-            Some(size) => size,
-            None if batchable => DEFAULT_MAX_BATCH_SIZE,
-            None => 0,
-        };
-        let settings = BatchSettings {
-            max_batch_size,
-            max_queue_delay: Duration::from_micros(config.max_queue_delay_micros),
-            workers: instances,
-            max_queue_size: self.settings.max_queue_size,
-        };
-        let batcher = Batcher::start(model.clone(), settings, &format!("{name}:{version}"))?;
-        Ok(LoadedVersion {
-            version,
-            model,
-            batcher,
-            metrics: self.metrics.for_version(name, version),
-            load_seconds: 0.0,
-        })
     }
 
     fn publish(&self, name: &str, entry: ModelEntry) {
@@ -483,6 +458,20 @@ impl ModelManager {
         self.routings.store(Arc::new(table));
     }
 
+    /// The model's routing with its shadow slots and traffic, for a request that follows it.
+    pub fn routed(&self, model: &str) -> Option<Arc<ModelRouting>> {
+        self.routings.load().get(model).cloned()
+    }
+
+    /// The model's ready versions, ascending.
+    pub fn ready_versions(&self, model: &str) -> Vec<u64> {
+        self.models
+            .load()
+            .get(model)
+            .map(|entry| entry.ready_versions().map(|v| v.version).collect())
+            .unwrap_or_default()
+    }
+
     /// The model's routing, if it has one.
     pub fn routing(&self, model: &str) -> Option<Routing> {
         self.routings
@@ -521,32 +510,13 @@ impl ModelManager {
             .is_ok_and(|held_back| held_back.contains(name))
     }
 
+    /// Whether the selected version is ready; unknown models and versions are `NotFound`.
     pub fn is_ready(&self, model: &str, selector: &VersionSelector) -> Result<bool, ServingError> {
         match self.resolve(model, selector) {
             Ok(_) => Ok(true),
             Err(ServingError::Unavailable(_)) => Ok(false),
             Err(err) => Err(err),
         }
-    }
-
-    pub fn metadata(
-        &self,
-        model: &str,
-        selector: &VersionSelector,
-    ) -> Result<ModelMetadata, ServingError> {
-        let loaded = self.resolve(model, selector)?;
-        let table = self.models.load();
-        let versions = table
-            .get(model)
-            .map(|entry| entry.ready_versions().map(|v| v.version).collect())
-            .unwrap_or_default();
-        Ok(ModelMetadata {
-            name: model.to_owned(),
-            versions,
-            platform: loaded.model.platform().to_owned(),
-            inputs: loaded.model.inputs().to_vec(),
-            outputs: loaded.model.outputs().to_vec(),
-        })
     }
 
     /// The version a request is for, if it is ready.
@@ -675,209 +645,6 @@ impl ModelManager {
         }
         entries
     }
-
-    /// Runs one request: resolve, check inputs, batch, pick outputs, record metrics.
-    pub async fn infer(
-        &self,
-        request: InferRequest,
-        metrics: &Metrics,
-    ) -> Result<InferResponse, ServingError> {
-        let started = Instant::now();
-        let protocol = request.protocol;
-        let model = request.model.clone();
-        let routed = match request.version {
-            VersionSelector::Latest => self.routings.load().get(&request.model).cloned(),
-            _ => None,
-        };
-        let routed = routed.map(|routed| {
-            let version = routed
-                .routing
-                .pick(request.routing_key.as_deref(), random_u64());
-            (routed, version)
-        });
-        let result = self.infer_inner(request, routed.clone()).await;
-        if let Some((routed, picked)) = routed {
-            // Client mistakes say nothing about a version's health; the canary gate compares
-            // what went wrong on our side.
-            let (answered, failed) = match &result {
-                Ok((response, ..)) => (response.version, false),
-                Err(err) => (picked, err.is_server_fault()),
-            };
-            routed.traffic.record(answered, started.elapsed(), failed);
-        }
-        match result {
-            Ok((response, mut timing, loaded)) => {
-                timing.total = started.elapsed();
-                loaded.metrics.record_success(protocol, &timing);
-                Ok(response)
-            }
-            Err(err) => {
-                metrics.record_failure(&model, protocol, err.metric_label());
-                Err(err)
-            }
-        }
-    }
-
-    /// `routed`: the model's routing and the version it picked, for a request that follows it.
-    async fn infer_inner(
-        &self,
-        request: InferRequest,
-        routed: Option<(Arc<ModelRouting>, u64)>,
-    ) -> Result<(InferResponse, RequestTiming, Arc<LoadedVersion>), ServingError> {
-        let loaded = match &routed {
-            Some((_, version)) => {
-                let version = *version;
-                // A routing only goes live once its versions are ready, but a version can fail
-                // or be unloaded through the API afterwards; the latest ready one still answers.
-                self.resolve(&request.model, &VersionSelector::Number(version))
-                    .or_else(|_| self.resolve(&request.model, &VersionSelector::Latest))?
-            }
-            None => self.resolve(&request.model, &request.version)?,
-        };
-        let shadow =
-            routed.and_then(|(routed, _)| self.shadow_target(&request.model, routed, &loaded));
-        let shadow_inputs = shadow.as_ref().map(|_| request.inputs.clone());
-        let (inputs, rows) = check_inputs(
-            &request.model,
-            loaded.model.as_ref(),
-            request.inputs,
-            &loaded.batcher.settings(),
-        )?;
-        let selected = select_outputs(&request.model, loaded.model.as_ref(), &request.outputs)?;
-        let output = loaded.batcher.submit(inputs, rows).await?;
-        if let (Some((slot, target)), Some(inputs)) = (shadow, shadow_inputs) {
-            let copy = ShadowCopy {
-                slot,
-                target,
-                model: request.model.clone(),
-                inputs,
-                answer: output.outputs.clone(),
-            };
-            tokio::spawn(copy.run(self.metrics.clone()));
-        }
-        let timing = RequestTiming {
-            rows,
-            total: Duration::ZERO,
-            queued: output.queued,
-            compute: output.compute,
-            batch_rows: output.batch_rows,
-        };
-        let mut all = output.outputs;
-        let outputs = match selected {
-            None => all,
-            Some(indices) => indices
-                .iter()
-                .map(|&i| std::mem::replace(&mut all[i], empty_tensor()))
-                .collect(),
-        };
-        Ok((
-            InferResponse {
-                model: request.model,
-                version: loaded.version,
-                id: request.id,
-                outputs,
-            },
-            timing,
-            loaded,
-        ))
-    }
-}
-
-impl ModelManager {
-    /// The shadow version a routed request is copied to, with a slot reserved for the copy;
-    /// `None` when there is no shadow, it is the version that answers, it is not ready, or too
-    /// many copies are in flight (counted as dropped).
-    fn shadow_target(
-        &self,
-        model: &str,
-        routed: Arc<ModelRouting>,
-        answering: &LoadedVersion,
-    ) -> Option<(ShadowSlot, Arc<LoadedVersion>)> {
-        let version = routed.routing.shadow?;
-        if version == answering.version {
-            return None;
-        }
-        let target = self
-            .resolve(model, &VersionSelector::Number(version))
-            .ok()?;
-        if routed.shadow_in_flight.fetch_add(1, Ordering::AcqRel) >= MAX_SHADOW_IN_FLIGHT {
-            drop(ShadowSlot(routed));
-            count_shadow(&self.metrics, model, version, "dropped");
-            return None;
-        }
-        Some((ShadowSlot(routed), target))
-    }
-}
-
-/// A copy of an answered request for the deployment's shadow version.
-struct ShadowCopy {
-    slot: ShadowSlot,
-    target: Arc<LoadedVersion>,
-    model: String,
-    inputs: Vec<Tensor>,
-    /// Every output of the answer the client got, to compare the shadow's with.
-    answer: Vec<Tensor>,
-}
-
-impl ShadowCopy {
-    /// Runs the copy; its outputs are only compared with the answer and the outcome counted.
-    async fn run(self, metrics: Arc<Metrics>) {
-        let ShadowCopy {
-            slot,
-            target,
-            model,
-            inputs,
-            answer,
-        } = self;
-        let started = Instant::now();
-        let result = match check_inputs(
-            &model,
-            target.model.as_ref(),
-            inputs,
-            &target.batcher.settings(),
-        ) {
-            Ok((inputs, rows)) => target.batcher.submit(inputs, rows).await,
-            Err(err) => Err(err),
-        };
-        drop(slot);
-        let status = match result {
-            Ok(output) => {
-                metrics
-                    .shadow_duration
-                    .get_or_create(&VersionLabels {
-                        model: model.clone(),
-                        version: target.version.to_string(),
-                    })
-                    .observe(started.elapsed().as_secs_f64());
-                // Outputs only the shadow has (a new output) are not compared.
-                let agree = answer.iter().all(|expected| {
-                    output
-                        .outputs
-                        .iter()
-                        .find(|tensor| tensor.name == expected.name)
-                        .is_some_and(|tensor| tensor.agrees_with(expected))
-                });
-                if agree { "agree" } else { "disagree" }
-            }
-            Err(err) => {
-                tracing::debug!(model = model.as_str(), version = target.version, error = %err,
-                    "shadow request failed");
-                "error"
-            }
-        };
-        count_shadow(&metrics, &model, target.version, status);
-    }
-}
-
-fn count_shadow(metrics: &Metrics, model: &str, version: u64, status: &'static str) {
-    metrics
-        .shadow_requests
-        .get_or_create(&ShadowLabels {
-            model: model.to_owned(),
-            version: version.to_string(),
-            status,
-        })
-        .inc();
 }
 
 enum LoadFailure {
@@ -902,168 +669,11 @@ fn same_load_settings(a: &ModelConfig, b: &ModelConfig) -> bool {
     }
 }
 
-fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
+pub(crate) fn join<T: std::fmt::Display>(items: impl Iterator<Item = T>) -> String {
     let joined: Vec<String> = items.map(|item| item.to_string()).collect();
     if joined.is_empty() {
         "none".to_owned()
     } else {
         joined.join(", ")
-    }
-}
-
-fn empty_tensor() -> Tensor {
-    Tensor {
-        name: String::new(),
-        shape: vec![0],
-        data: TensorData::Fp32(Vec::new()),
-    }
-}
-
-/// Checks a request's inputs against the model's signature and puts them in declaration order.
-/// Returns the inputs and the request's row count (its first dimension).
-fn check_inputs(
-    model_name: &str,
-    model: &dyn Model,
-    mut given: Vec<Tensor>,
-    settings: &BatchSettings,
-) -> Result<(Vec<Tensor>, usize), ServingError> {
-    let specs = model.inputs();
-    let expected_names = || join(specs.iter().map(|spec| spec.name.as_str()));
-    for (i, tensor) in given.iter().enumerate() {
-        if !specs.iter().any(|spec| spec.name == tensor.name) {
-            return Err(ServingError::InvalidArgument(format!(
-                "unknown input '{}' for model '{model_name}' (inputs: {})",
-                tensor.name,
-                expected_names()
-            )));
-        }
-        if given[..i].iter().any(|earlier| earlier.name == tensor.name) {
-            return Err(ServingError::InvalidArgument(format!(
-                "input '{}' is given twice",
-                tensor.name
-            )));
-        }
-    }
-    let mut ordered = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let position = given
-            .iter()
-            .position(|tensor| tensor.name == spec.name)
-            .ok_or_else(|| {
-                ServingError::InvalidArgument(format!(
-                    "missing input '{}' for model '{model_name}' (inputs: {})",
-                    spec.name,
-                    expected_names()
-                ))
-            })?;
-        let tensor = given.swap_remove(position);
-        if tensor.dtype() != spec.dtype {
-            return Err(ServingError::InvalidArgument(format!(
-                "input '{}': expected datatype {}, got {}",
-                spec.name,
-                spec.dtype,
-                tensor.dtype()
-            )));
-        }
-        if !spec.accepts_shape(&tensor.shape) {
-            return Err(ServingError::InvalidArgument(format!(
-                "input '{}': expected shape {:?}, got {:?}",
-                spec.name,
-                spec.wire_shape(),
-                tensor.shape
-            )));
-        }
-        ordered.push(tensor);
-    }
-    let rows = ordered.first().map_or(1, Tensor::rows);
-    if settings.max_batch_size > 1 {
-        if let Some(other) = ordered.iter().find(|tensor| tensor.rows() != rows) {
-            return Err(ServingError::InvalidArgument(format!(
-                "inputs disagree on the batch dimension: '{}' has {rows} rows, '{}' has {}",
-                ordered[0].name,
-                other.name,
-                other.rows()
-            )));
-        }
-        if rows > settings.max_batch_size {
-            return Err(ServingError::InvalidArgument(format!(
-                "input '{}': a batch of {rows} rows exceeds model '{model_name}' max_batch_size {}",
-                ordered[0].name, settings.max_batch_size
-            )));
-        }
-    }
-    Ok((ordered, rows))
-}
-
-/// Indices of the requested outputs in the model's declaration order; `None` means all.
-fn select_outputs(
-    model_name: &str,
-    model: &dyn Model,
-    requested: &[String],
-) -> Result<Option<Vec<usize>>, ServingError> {
-    if requested.is_empty() {
-        return Ok(None);
-    }
-    let specs = model.outputs();
-    requested
-        .iter()
-        .map(|name| {
-            specs
-                .iter()
-                .position(|spec| &spec.name == name)
-                .ok_or_else(|| {
-                    ServingError::InvalidArgument(format!(
-                        "unknown output '{name}' for model '{model_name}' (outputs: {})",
-                        join(specs.iter().map(|spec| spec.name.as_str()))
-                    ))
-                })
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map(Some)
-}
-
-/// Runs the model on zeros once per session (backends deal successive calls to successive
-/// sessions), so no first real request pays for lazy initialisation. A model that cannot run on
-/// zeros still loads; the failure is only logged.
-fn warm_up(model: &dyn Model, sessions: usize) {
-    let inputs: Result<Vec<Tensor>, _> = model
-        .inputs()
-        .iter()
-        .map(|spec| {
-            let shape: Vec<usize> = spec.shape.iter().map(|dim| dim.unwrap_or(1)).collect();
-            let count = shape.iter().product();
-            let data = zeros(spec.dtype, count);
-            Tensor::new(spec.name.clone(), shape, data)
-        })
-        .collect();
-    let inputs = match inputs {
-        Ok(inputs) => inputs,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot build warm-up inputs");
-            return;
-        }
-    };
-    for _ in 0..sessions {
-        if let Err(err) = model.run(&inputs) {
-            tracing::warn!(error = %err, "warm-up run failed");
-            return;
-        }
-    }
-}
-
-fn zeros(dtype: DataType, count: usize) -> TensorData {
-    match dtype {
-        DataType::Bool => TensorData::Bool(vec![false; count]),
-        DataType::Uint8 => TensorData::Uint8(vec![0; count]),
-        DataType::Uint16 => TensorData::Uint16(vec![0; count]),
-        DataType::Uint32 => TensorData::Uint32(vec![0; count]),
-        DataType::Uint64 => TensorData::Uint64(vec![0; count]),
-        DataType::Int8 => TensorData::Int8(vec![0; count]),
-        DataType::Int16 => TensorData::Int16(vec![0; count]),
-        DataType::Int32 => TensorData::Int32(vec![0; count]),
-        DataType::Int64 => TensorData::Int64(vec![0; count]),
-        DataType::Fp32 => TensorData::Fp32(vec![0.0; count]),
-        DataType::Fp64 => TensorData::Fp64(vec![0.0; count]),
-        DataType::Bytes => TensorData::Bytes(vec![bytes::Bytes::new(); count]),
     }
 }

@@ -3,88 +3,17 @@
 //! binary HTTP extension) and the batching operations (concatenate and split along the first
 //! dimension) live here, free of any protocol or backend.
 
-use std::fmt;
-use std::str::FromStr;
-
 use bytes::Bytes;
 
-/// The V2 protocol's datatype names. FP16/BF16 are refused by name (see [`DataType::from_str`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DataType {
-    Bool,
-    Uint8,
-    Uint16,
-    Uint32,
-    Uint64,
-    Int8,
-    Int16,
-    Int32,
-    Int64,
-    Fp32,
-    Fp64,
-    Bytes,
-}
+pub use okla_proto::tensor::DataType;
+use okla_proto::tensor::{
+    RawError, read_bools, read_bytes, read_le, write_bools, write_bytes, write_le,
+};
 
-impl DataType {
-    pub const ALL: [DataType; 12] = [
-        DataType::Bool,
-        DataType::Uint8,
-        DataType::Uint16,
-        DataType::Uint32,
-        DataType::Uint64,
-        DataType::Int8,
-        DataType::Int16,
-        DataType::Int32,
-        DataType::Int64,
-        DataType::Fp32,
-        DataType::Fp64,
-        DataType::Bytes,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DataType::Bool => "BOOL",
-            DataType::Uint8 => "UINT8",
-            DataType::Uint16 => "UINT16",
-            DataType::Uint32 => "UINT32",
-            DataType::Uint64 => "UINT64",
-            DataType::Int8 => "INT8",
-            DataType::Int16 => "INT16",
-            DataType::Int32 => "INT32",
-            DataType::Int64 => "INT64",
-            DataType::Fp32 => "FP32",
-            DataType::Fp64 => "FP64",
-            DataType::Bytes => "BYTES",
-        }
-    }
-
-    /// Bytes per element in the raw form; `None` for BYTES, whose elements are length-prefixed.
-    pub fn element_size(self) -> Option<usize> {
-        match self {
-            DataType::Bool | DataType::Uint8 | DataType::Int8 => Some(1),
-            DataType::Uint16 | DataType::Int16 => Some(2),
-            DataType::Uint32 | DataType::Int32 | DataType::Fp32 => Some(4),
-            DataType::Uint64 | DataType::Int64 | DataType::Fp64 => Some(8),
-            DataType::Bytes => None,
-        }
-    }
-}
-
-impl fmt::Display for DataType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for DataType {
-    type Err = TensorError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        DataType::ALL
-            .into_iter()
-            .find(|dtype| dtype.as_str() == s)
-            .ok_or_else(|| TensorError::UnsupportedDatatype(s.to_owned()))
-    }
+/// Reads a V2 datatype name; an unknown one is refused with the names this server supports.
+pub fn parse_datatype(name: &str) -> Result<DataType, TensorError> {
+    name.parse()
+        .map_err(|_| TensorError::UnsupportedDatatype(name.to_owned()))
 }
 
 /// A tensor's elements, one variant per datatype.
@@ -141,14 +70,6 @@ macro_rules! map_data {
             TensorData::Fp64($v) => TensorData::Fp64($body),
             TensorData::Bytes($v) => TensorData::Bytes($body),
         }
-    };
-}
-
-macro_rules! decode_le {
-    ($raw:expr, $ty:ty) => {
-        $raw.chunks_exact(std::mem::size_of::<$ty>())
-            .map(|chunk| <$ty>::from_le_bytes(chunk.try_into().expect("chunk has the type's size")))
-            .collect()
     };
 }
 
@@ -213,18 +134,20 @@ impl TensorData {
                 });
             }
         }
+        // The size was checked above, so only BYTES can still be malformed.
+        let fixed = |err: RawError| TensorError::BadBytesEncoding(err.to_string());
         let data = match dtype {
-            DataType::Bool => TensorData::Bool(raw.iter().map(|b| *b != 0).collect()),
+            DataType::Bool => TensorData::Bool(read_bools(raw)),
             DataType::Uint8 => TensorData::Uint8(raw.to_vec()),
-            DataType::Int8 => TensorData::Int8(raw.iter().map(|b| *b as i8).collect()),
-            DataType::Uint16 => TensorData::Uint16(decode_le!(raw, u16)),
-            DataType::Uint32 => TensorData::Uint32(decode_le!(raw, u32)),
-            DataType::Uint64 => TensorData::Uint64(decode_le!(raw, u64)),
-            DataType::Int16 => TensorData::Int16(decode_le!(raw, i16)),
-            DataType::Int32 => TensorData::Int32(decode_le!(raw, i32)),
-            DataType::Int64 => TensorData::Int64(decode_le!(raw, i64)),
-            DataType::Fp32 => TensorData::Fp32(decode_le!(raw, f32)),
-            DataType::Fp64 => TensorData::Fp64(decode_le!(raw, f64)),
+            DataType::Int8 => TensorData::Int8(read_le(raw).map_err(fixed)?),
+            DataType::Uint16 => TensorData::Uint16(read_le(raw).map_err(fixed)?),
+            DataType::Uint32 => TensorData::Uint32(read_le(raw).map_err(fixed)?),
+            DataType::Uint64 => TensorData::Uint64(read_le(raw).map_err(fixed)?),
+            DataType::Int16 => TensorData::Int16(read_le(raw).map_err(fixed)?),
+            DataType::Int32 => TensorData::Int32(read_le(raw).map_err(fixed)?),
+            DataType::Int64 => TensorData::Int64(read_le(raw).map_err(fixed)?),
+            DataType::Fp32 => TensorData::Fp32(read_le(raw).map_err(fixed)?),
+            DataType::Fp64 => TensorData::Fp64(read_le(raw).map_err(fixed)?),
             DataType::Bytes => TensorData::Bytes(decode_bytes(raw, expected)?),
         };
         Ok(data)
@@ -233,38 +156,18 @@ impl TensorData {
     /// Appends the raw form (see [`TensorData::from_raw`]) to `out`.
     pub fn write_raw(&self, out: &mut Vec<u8>) {
         match self {
-            TensorData::Bool(v) => out.extend(v.iter().map(|b| u8::from(*b))),
+            TensorData::Bool(v) => write_bools(v, out),
             TensorData::Uint8(v) => out.extend_from_slice(v),
-            TensorData::Int8(v) => out.extend(v.iter().map(|b| *b as u8)),
-            TensorData::Uint16(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::Uint32(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::Uint64(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::Int16(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::Int32(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::Int64(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::Fp32(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::Fp64(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            TensorData::Bytes(v) => v.iter().for_each(|element| {
-                // Elements are bounded by the request size limit, far below 4 GiB.
-                out.extend_from_slice(&(element.len() as u32).to_le_bytes());
-                out.extend_from_slice(element);
-            }),
+            TensorData::Int8(v) => write_le(v, out),
+            TensorData::Uint16(v) => write_le(v, out),
+            TensorData::Uint32(v) => write_le(v, out),
+            TensorData::Uint64(v) => write_le(v, out),
+            TensorData::Int16(v) => write_le(v, out),
+            TensorData::Int32(v) => write_le(v, out),
+            TensorData::Int64(v) => write_le(v, out),
+            TensorData::Fp32(v) => write_le(v, out),
+            TensorData::Fp64(v) => write_le(v, out),
+            TensorData::Bytes(v) => write_bytes(v, out),
         }
     }
 
@@ -306,31 +209,15 @@ impl TensorData {
     }
 }
 
-fn decode_bytes(mut raw: &[u8], expected: usize) -> Result<Vec<Bytes>, TensorError> {
-    let mut elements = Vec::with_capacity(expected.min(raw.len() / 4));
-    while !raw.is_empty() {
-        let Some((length, rest)) = raw.split_first_chunk::<4>() else {
-            return Err(TensorError::BadBytesEncoding(
-                "a BYTES element needs a 4-byte length prefix".into(),
-            ));
-        };
-        let length = u32::from_le_bytes(*length) as usize;
-        if rest.len() < length {
-            return Err(TensorError::BadBytesEncoding(format!(
-                "a BYTES element declares {length} bytes but only {} remain",
-                rest.len()
-            )));
-        }
-        elements.push(Bytes::copy_from_slice(&rest[..length]));
-        raw = &rest[length..];
-    }
+fn decode_bytes(raw: &[u8], expected: usize) -> Result<Vec<Bytes>, TensorError> {
+    let elements = read_bytes(raw).map_err(|err| TensorError::BadBytesEncoding(err.to_string()))?;
     if elements.len() != expected {
         return Err(TensorError::ElementCount {
             expected,
             given: elements.len(),
         });
     }
-    Ok(elements)
+    Ok(elements.into_iter().map(Bytes::copy_from_slice).collect())
 }
 
 /// A named tensor with a concrete shape.
@@ -642,8 +529,9 @@ mod tests {
         for dtype in DataType::ALL {
             assert_eq!(dtype.as_str().parse::<DataType>().unwrap(), dtype);
         }
-        let err = "FP16".parse::<DataType>().unwrap_err();
+        let err = parse_datatype("FP16").unwrap_err();
         assert!(err.to_string().contains("'FP16'"), "{err}");
+        assert!(err.to_string().contains("supported: BOOL"), "{err}");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The wire protocols. Each module translates between its format and [`crate::service`] types.
+//! The wire protocols. Each module translates between its format and [`crate::request`] types.
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};

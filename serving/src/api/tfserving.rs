@@ -21,7 +21,8 @@ use serde_json::{Map, Value, json};
 use crate::api::json::{self, BinaryStrings};
 use crate::api::v2::{body_rejection, routing_key_header};
 use crate::error::ServingError;
-use crate::service::{InferRequest, InferenceService, Protocol, VersionSelector};
+use crate::request::{InferRequest, Protocol, VersionSelector};
+use crate::service::InferenceService;
 use crate::tensor::{DataType, Tensor, TensorSpec};
 
 pub fn router() -> Router<InferenceService> {

@@ -20,10 +20,11 @@ use serde_json::json;
 
 use crate::api::json::{self, BinaryStrings, FlatValues};
 use crate::error::ServingError;
-use crate::service::{
-    InferRequest, InferResponse, InferenceService, ModelMetadata, Protocol, VersionSelector,
+use crate::request::{InferRequest, InferResponse, ModelMetadata, Protocol, VersionSelector};
+use crate::service::InferenceService;
+use crate::tensor::{
+    Tensor, TensorData, TensorSpec, element_count, parse_datatype, shape_from_wire,
 };
-use crate::tensor::{DataType, Tensor, TensorData, TensorSpec, element_count, shape_from_wire};
 
 /// Triton's header giving the length of the JSON part of a binary request or response.
 pub const HEADER_LENGTH: &str = "inference-header-content-length";
@@ -376,9 +377,7 @@ fn decode_infer(headers: &HeaderMap, body: &[u8]) -> Result<DecodedInfer, Servin
                 "input '{name}': shared memory is not supported over HTTP by this server"
             )));
         }
-        let dtype: DataType = input
-            .datatype
-            .parse()
+        let dtype = parse_datatype(&input.datatype)
             .map_err(|err| ServingError::InvalidArgument(format!("input '{name}': {err}")))?;
         let shape = shape_from_wire(&name, &input.shape)?;
         let count = element_count(&shape).map_err(|err| {
@@ -625,6 +624,7 @@ pub(crate) fn routing_key_header(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::DataType;
 
     fn headers(length: Option<&str>) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -6,6 +6,7 @@ mod fleet;
 mod follow_registry;
 mod grpc;
 mod http;
+mod in_process;
 mod registry_events;
 mod reload;
 mod routing;
