@@ -312,6 +312,58 @@ mod tests {
         assert!(!error.to_string().contains('\n'));
     }
 
+    #[tokio::test]
+    async fn only_idempotent_calls_are_retried_and_only_as_often_as_the_policy_says() {
+        let options = ClientOptions {
+            retry: RetryPolicy {
+                attempts: 3,
+                initial_backoff: Duration::from_millis(2),
+                max_backoff: Duration::from_millis(4),
+            },
+            ..ClientOptions::default()
+        };
+        let client = Client::with_options("http://registry:5000", options).unwrap();
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let failing = || async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err::<(), _>(api_error(
+                "GET http://r/x".to_owned(),
+                reqwest::StatusCode::BAD_GATEWAY,
+                "",
+            ))
+        };
+        assert!(
+            client
+                .retrying(Idempotency::Idempotent, failing)
+                .await
+                .is_err()
+        );
+        assert_eq!(calls.swap(0, std::sync::atomic::Ordering::Relaxed), 3);
+        assert!(
+            client
+                .retrying(Idempotency::NotIdempotent, failing)
+                .await
+                .is_err()
+        );
+        assert_eq!(calls.swap(0, std::sync::atomic::Ordering::Relaxed), 1);
+
+        let refused = || async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err::<(), _>(api_error(
+                "GET http://r/x".to_owned(),
+                reqwest::StatusCode::NOT_FOUND,
+                "",
+            ))
+        };
+        assert!(
+            client
+                .retrying(Idempotency::Idempotent, refused)
+                .await
+                .is_err()
+        );
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
+    }
+
     #[test]
     fn rejects_urls_that_are_not_http() {
         assert!(matches!(
