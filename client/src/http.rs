@@ -8,6 +8,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::Retryable;
+use okla_runtime::Backoff;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, RequestBuilder, Response};
 use serde::Serialize;
@@ -19,12 +21,14 @@ use crate::error::{Error, Result};
 /// How long an error body may be before it is cut in [`Error::Api`]'s message.
 const MAX_ERROR_BODY_CHARS: usize = 500;
 
-/// Exponential backoff for idempotent calls.
+/// Exponential backoff for idempotent calls, jittered so that many clients failing together
+/// do not retry together.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included; 1 disables retries.
     pub attempts: u32,
-    /// The wait before the second attempt; each later wait doubles, up to `max_backoff`.
+    /// The nominal wait before the second attempt; each later one doubles, up to `max_backoff`.
+    /// Each actual wait falls between half its nominal value and the nominal value.
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
 }
@@ -169,30 +173,25 @@ impl Client {
     pub(crate) async fn retrying<T, F, Fut>(
         &self,
         idempotency: Idempotency,
-        mut attempt: F,
+        attempt: F,
     ) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         let policy = self.inner.retry;
-        let mut backoff = policy.initial_backoff;
-        let mut attempt_number = 1;
-        loop {
-            match attempt().await {
-                Err(error)
-                    if idempotency == Idempotency::Idempotent
-                        && attempt_number < policy.attempts
-                        && error.is_retryable() =>
-                {
-                    tracing::debug!(%error, attempt_number, ?backoff, "retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(policy.max_backoff);
-                    attempt_number += 1;
-                }
-                result => return result,
-            }
+        let backoff = Backoff {
+            initial: policy.initial_backoff,
+            max: policy.max_backoff,
         }
+        .builder()
+        .with_max_times(policy.attempts.saturating_sub(1) as usize);
+        attempt
+            .retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|error| idempotency == Idempotency::Idempotent && error.is_retryable())
+            .notify(|error, backoff| tracing::debug!(%error, ?backoff, "retrying"))
+            .await
     }
 
     /// `GET url?query` answered with JSON; retried.
@@ -311,6 +310,58 @@ mod tests {
         assert_eq!(error.error_code(), Some(""));
         assert!(error.is_retryable());
         assert!(!error.to_string().contains('\n'));
+    }
+
+    #[tokio::test]
+    async fn only_idempotent_calls_are_retried_and_only_as_often_as_the_policy_says() {
+        let options = ClientOptions {
+            retry: RetryPolicy {
+                attempts: 3,
+                initial_backoff: Duration::from_millis(2),
+                max_backoff: Duration::from_millis(4),
+            },
+            ..ClientOptions::default()
+        };
+        let client = Client::with_options("http://registry:5000", options).unwrap();
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let failing = || async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err::<(), _>(api_error(
+                "GET http://r/x".to_owned(),
+                reqwest::StatusCode::BAD_GATEWAY,
+                "",
+            ))
+        };
+        assert!(
+            client
+                .retrying(Idempotency::Idempotent, failing)
+                .await
+                .is_err()
+        );
+        assert_eq!(calls.swap(0, std::sync::atomic::Ordering::Relaxed), 3);
+        assert!(
+            client
+                .retrying(Idempotency::NotIdempotent, failing)
+                .await
+                .is_err()
+        );
+        assert_eq!(calls.swap(0, std::sync::atomic::Ordering::Relaxed), 1);
+
+        let refused = || async {
+            calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Err::<(), _>(api_error(
+                "GET http://r/x".to_owned(),
+                reqwest::StatusCode::NOT_FOUND,
+                "",
+            ))
+        };
+        assert!(
+            client
+                .retrying(Idempotency::Idempotent, refused)
+                .await
+                .is_err()
+        );
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -4,28 +4,21 @@
 //!
 //! Needs `ORT_DYLIB_PATH` and `OKLA_TEST_PYTHON`, which `bash scripts/test` sets.
 
-use std::process::Command;
-
 use okla_client::{Error, GrpcCode, InputTensor, Predictor};
 use serde_json::Value;
 
 mod common;
-use common::{Serving, required_env, workspace_root};
+use common::{Serving, workspace_root};
+use okla_test_support::run_python;
 
 /// `reference.py`'s rows for `pricing` and the prices onnxruntime (Python) gives them.
 fn reference_pricing(rows: usize) -> (Vec<f32>, Vec<f32>) {
-    let python = required_env("OKLA_TEST_PYTHON");
-    let output = Command::new(python)
-        .arg(workspace_root().join("serving/tests/reference.py"))
-        .args(["pricing", "--rows", &rows.to_string(), "--seed", "0"])
-        .output()
-        .expect("python runs");
-    assert!(
-        output.status.success(),
-        "reference.py failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = run_python(
+        &workspace_root().join("serving/tests/reference.py"),
+        &["pricing", "--rows", &rows.to_string(), "--seed", "0"],
+        &[],
     );
-    let document: Value = serde_json::from_slice(&output.stdout).expect("reference.py prints JSON");
+    let document: Value = serde_json::from_str(&stdout).expect("reference.py prints JSON");
     let floats = |tensor: &Value| -> Vec<f32> {
         tensor["data"]
             .as_array()

@@ -5,16 +5,12 @@
 //! and by other servers' .proto files talk to ours.
 //!
 //! `events` is `okla.events.v1`: the `ModelEvent` the registry publishes on RabbitMQ and serves
-//! from its events feed.
+//! from its events feed, with the exchange, queues and routing keys it travels on.
 
 #[allow(unreachable_pub, clippy::all, clippy::pedantic)]
 pub mod inference {
     tonic::include_proto!("inference");
 }
 
-#[allow(unreachable_pub, clippy::all, clippy::pedantic)]
-pub mod events {
-    tonic::include_proto!("okla.events.v1");
-}
-
+pub mod events;
 pub mod tensor;

@@ -208,7 +208,7 @@ impl ArtifactStore {
         {
             Ok(listing) => listing,
             Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
-            Err(error) if self.is_local_dead_end(dir) => {
+            Err(error) if self.is_local_dead_end(dir).await => {
                 // A path running through a file is no directory, so MLflow answers it with an
                 // empty list too; only the local backend reports it as an error.
                 tracing::debug!(path = %dir, %error, "listing a path below a file");
@@ -371,9 +371,11 @@ impl ArtifactStore {
     }
 
     /// True when the local backend could not list `dir` because `dir` is no directory.
-    fn is_local_dead_end(&self, dir: &ArtifactPath) -> bool {
+    async fn is_local_dead_end(&self, dir: &ArtifactPath) -> bool {
         match &self.local_root {
-            Some(local_root) => !local_root.join(dir.as_str()).is_dir(),
+            Some(local_root) => !tokio::fs::metadata(local_root.join(dir.as_str()))
+                .await
+                .is_ok_and(|metadata| metadata.is_dir()),
             None => false,
         }
     }

@@ -7,7 +7,6 @@
 //! starts the broker if it is down. Each test works in a vhost of its own, deleted at the end.
 
 use std::ffi::OsStr;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -25,59 +24,9 @@ use tokio::task::JoinHandle;
 mod common;
 
 use common::RegistryProcess;
+use okla_test_support::Vhost;
 
 const BROKER: &str = "127.0.0.1:5672";
-
-/// A RabbitMQ vhost of its own, deleted on drop (also when the test panics).
-struct Vhost {
-    name: String,
-}
-
-impl Vhost {
-    fn create() -> Vhost {
-        let name = format!("okla_test_{}", uuid::Uuid::new_v4().simple());
-        rabbitmqctl(&["add_vhost", &name]);
-        let vhost = Vhost { name };
-        rabbitmqctl(&[
-            "set_permissions",
-            "-p",
-            &vhost.name,
-            "guest",
-            ".*",
-            ".*",
-            ".*",
-        ]);
-        vhost
-    }
-
-    fn amqp_url(&self, address: &str) -> String {
-        format!("amqp://guest:guest@{address}/{}", self.name)
-    }
-}
-
-impl Drop for Vhost {
-    fn drop(&mut self) {
-        let deleted = Command::new("rabbitmqctl")
-            .args(["-q", "delete_vhost", &self.name])
-            .output();
-        if !deleted.is_ok_and(|output| output.status.success()) {
-            eprintln!("could not delete RabbitMQ vhost {}", self.name);
-        }
-    }
-}
-
-fn rabbitmqctl(args: &[&str]) {
-    let output = Command::new("rabbitmqctl")
-        .arg("-q")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl runs (RabbitMQ must be installed; `bash scripts/test` starts it)");
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
 
 /// The registry binary on an ephemeral port with SQLite and a local artifact directory.
 struct RunningRegistry {
@@ -417,9 +366,9 @@ async fn wait_until_all_published(registry: &RunningRegistry, count: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_changes_reach_rabbitmq_in_order() {
     let vhost = Vhost::create();
-    let registry = RunningRegistry::start(&vhost.amqp_url(BROKER));
+    let registry = RunningRegistry::start(&vhost.amqp_url_via(BROKER));
     make_changes(&registry, "churn").await;
-    check_queues(&vhost.amqp_url(BROKER), "churn").await;
+    check_queues(&vhost.amqp_url_via(BROKER), "churn").await;
     wait_until_all_published(&registry, 4).await;
     let feed = registry.feed().await;
     assert_eq!(feed[2]["routing_key"], "model.version.transitioned");
@@ -433,7 +382,7 @@ async fn model_changes_reach_rabbitmq_in_order() {
 async fn a_broker_outage_delays_events_without_failing_changes() {
     let vhost = Vhost::create();
     let proxy = Proxy::start().await;
-    let registry = RunningRegistry::start(&vhost.amqp_url(&proxy.address.to_string()));
+    let registry = RunningRegistry::start(&vhost.amqp_url_via(&proxy.address.to_string()));
     // The relay declares the queues once connected; the first change proves the path works.
     registry
         .post("registered-models/create", json!({ "name": "warmup" }))
@@ -445,7 +394,7 @@ async fn a_broker_outage_delays_events_without_failing_changes() {
         )
         .await;
     wait_until_all_published(&registry, 1).await;
-    let warmup = consume(&vhost.amqp_url(BROKER), "okla.ml.models.trained", 1).await;
+    let warmup = consume(&vhost.amqp_url_via(BROKER), "okla.ml.models.trained", 1).await;
     assert_eq!(decoded(&warmup[0]).model_name, "warmup");
 
     proxy.stop();
@@ -463,7 +412,7 @@ async fn a_broker_outage_delays_events_without_failing_changes() {
 
     proxy.restart().await;
     wait_until_all_published(&registry, 5).await;
-    check_queues(&vhost.amqp_url(BROKER), "fraud").await;
+    check_queues(&vhost.amqp_url_via(BROKER), "fraud").await;
 }
 
 /// Promotion `index` of the outage test: even ones move the `champion` alias, odd ones put an
@@ -496,7 +445,7 @@ async fn a_broker_outage_during_100_promotions_loses_and_duplicates_nothing() {
     const VERSIONS: usize = 3;
     let vhost = Vhost::create();
     let proxy = Proxy::start().await;
-    let registry = RunningRegistry::start(&vhost.amqp_url(&proxy.address.to_string()));
+    let registry = RunningRegistry::start(&vhost.amqp_url_via(&proxy.address.to_string()));
     let name = "pricing";
     registry
         .post("registered-models/create", json!({ "name": name }))
@@ -528,7 +477,7 @@ async fn a_broker_outage_during_100_promotions_loses_and_duplicates_nothing() {
     // An idempotent consumer: the first delivery of each event_id counts, later ones are
     // duplicates. Once every promotion has arrived, the queue is drained until it stays quiet.
     let mut consumer =
-        QueueConsumer::open(&vhost.amqp_url(BROKER), "okla.ml.models.deployed").await;
+        QueueConsumer::open(&vhost.amqp_url_via(BROKER), "okla.ml.models.deployed").await;
     let mut seen = std::collections::HashSet::new();
     let mut events: Vec<ModelEvent> = Vec::new();
     let mut duplicates = 0;

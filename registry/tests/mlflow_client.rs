@@ -2,14 +2,12 @@
 //! through a whole training-job and data-scientist workflow (`mlflow_workflow.py`), once on the
 //! embedded defaults (SQLite + local directory) and once on PostgreSQL + S3.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
-
-use sqlx::AnyPool;
 
 mod common;
 
 use common::RegistryProcess;
+use okla_test_support::{PostgresDatabase, required_env, run_python, workspace_root};
 
 /// Starts the registry on the given stores.
 fn start_registry(
@@ -28,32 +26,15 @@ fn start_registry(
     )
 }
 
-fn required_env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is unset; run the tests with `bash scripts/test`"))
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("registry/ sits in the workspace")
-        .to_owned()
-}
-
 /// Runs the workflow script against `tracking_uri` and fails with its output if any check fails.
 fn run_workflow(tracking_uri: &str) {
-    let python = required_env("OKLA_TEST_PYTHON");
-    let output = Command::new(python)
-        .arg(workspace_root().join("registry/tests/mlflow_workflow.py"))
-        .env("MLFLOW_TRACKING_URI", tracking_uri)
-        .env("OKLA_EXTENSIONS", "1")
-        .output()
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "mlflow workflow failed\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
+    let stdout = run_python(
+        &workspace_root().join("registry/tests/mlflow_workflow.py"),
+        &[],
+        &[
+            ("MLFLOW_TRACKING_URI", tracking_uri),
+            ("OKLA_EXTENSIONS", "1"),
+        ],
     );
     assert!(
         stdout.contains("OK: "),
@@ -76,20 +57,11 @@ fn mlflow_client_workflow_on_sqlite_and_local_artifacts() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn mlflow_client_workflow_on_postgresql_and_s3() {
-    sqlx::any::install_default_drivers();
-    let admin_url = required_env("TEST_DATABASE_URL");
     let s3_endpoint = required_env("TEST_S3_ENDPOINT");
     let suffix = uuid::Uuid::new_v4().simple().to_string();
-    let database = format!("okla_e2e_{suffix}");
+    let database = PostgresDatabase::create(&required_env("TEST_DATABASE_URL")).await;
     let bucket = format!("okla-e2e-{suffix}");
 
-    let admin = AnyPool::connect(&admin_url)
-        .await
-        .expect("connect to TEST_DATABASE_URL");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {database}")))
-        .execute(&admin)
-        .await
-        .expect("create database");
     // moto accepts an unsigned bucket creation.
     let created = reqwest::Client::new()
         .put(format!("{s3_endpoint}/{bucket}"))
@@ -102,17 +74,15 @@ async fn mlflow_client_workflow_on_postgresql_and_s3() {
         created.status()
     );
 
-    let database_url = format!(
-        "{}/{database}",
-        admin_url.rsplit_once('/').expect("URL has a database").0
-    );
     let env = [
         ("AWS_ACCESS_KEY_ID", "test"),
         ("AWS_SECRET_ACCESS_KEY", "test"),
         ("AWS_DEFAULT_REGION", "us-east-1"),
         ("MLFLOW_S3_ENDPOINT_URL", s3_endpoint.as_str()),
     ];
-    let backend = database_url.replacen("postgres://", "postgresql+psycopg2://", 1);
+    let backend = database
+        .url()
+        .replacen("postgres://", "postgresql+psycopg2://", 1);
     let outcome = {
         let registry = start_registry(&backend, &format!("s3://{bucket}/mlartifacts"), &env);
         let url = registry.url.clone();
@@ -125,12 +95,7 @@ async fn mlflow_client_workflow_on_postgresql_and_s3() {
         .expect("workflow task joins")
     };
 
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {database} WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await
-    .expect("drop database");
+    drop(database);
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }

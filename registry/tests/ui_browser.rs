@@ -6,9 +6,9 @@
 //! A screenshot of the compare page is left in `target/ui-screenshots/compare.png`.
 
 use std::collections::BTreeSet;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use serde_json::json;
 mod common;
 
 use common::RegistryProcess;
+use okla_test_support::{free_loopback_port, required_env, workspace_root};
 
 const EXPERIMENT: &str = "ui-e2e";
 const HOSTILE_RUN_NAME: &str = "<script>alert(1)</script>";
@@ -28,25 +29,6 @@ const ESCAPED_RUN_NAME: &str = "&lt;script&gt;alert(1)&lt;/script&gt;";
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// How long a page element may take to appear (charts: `data-rendered="true"`).
 const WAIT: Duration = Duration::from_secs(10);
-
-fn required_env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is unset; run the tests with `bash scripts/test`"))
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("registry/ sits in the workspace")
-        .to_owned()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free loopback port")
-        .port()
-}
 
 /// `chromedriver` on a free port, in its own process group; dropping it (also while a failed
 /// assertion unwinds) kills the group, so no Chromium outlives the test.
@@ -58,7 +40,7 @@ struct ChromeDriver {
 impl ChromeDriver {
     fn start() -> ChromeDriver {
         let binary = required_env("OKLA_TEST_CHROMEDRIVER");
-        let port = free_port();
+        let port = free_loopback_port();
         let child = Command::new(&binary)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())

@@ -5,6 +5,10 @@
 //!
 //! Files live at `DIR/<sha256>` and reach version directories as hard links (a copy where the
 //! file system refuses links), so evicting a file never takes bytes from a version that serves.
+//!
+//! Every method blocks on the file system (linking, copying, and the deletes of evicted files
+//! that moka runs inside `keep`); async code calls the `_async` variants, which do that work on
+//! tokio's blocking pool.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,6 +20,8 @@ use moka::sync::Cache;
 /// moka weighs entries in `u32`; files are weighed in KiB so a 4 GiB limit per file is not hit.
 const WEIGHT_UNIT: u64 = 1024;
 
+/// Cheap to clone: clones share the index and the directory.
+#[derive(Clone)]
 pub struct ContentCache {
     dir: PathBuf,
     index: Cache<String, u64>,
@@ -87,6 +93,26 @@ impl ContentCache {
         self.index.insert(sha256, size);
         self.index.run_pending_tasks();
         Ok(())
+    }
+
+    /// [`ContentCache::link_into`] on the blocking pool.
+    pub async fn link_into_async(&self, sha256: &str, size: u64, dest: &Path) -> io::Result<bool> {
+        let cache = self.clone();
+        let sha256 = sha256.to_owned();
+        let dest = dest.to_owned();
+        tokio::task::spawn_blocking(move || cache.link_into(&sha256, size, &dest))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    /// [`ContentCache::keep`] on the blocking pool.
+    pub async fn keep_async(&self, sha256: &str, size: u64, file: &Path) -> io::Result<()> {
+        let cache = self.clone();
+        let sha256 = sha256.to_owned();
+        let file = file.to_owned();
+        tokio::task::spawn_blocking(move || cache.keep(&sha256, size, &file))
+            .await
+            .map_err(io::Error::other)?
     }
 
     /// Bytes the cache holds (after pending evictions).
@@ -162,6 +188,28 @@ mod tests {
                 .unwrap()
         );
         assert!(!cache_dir.join("leftover.partial").exists());
+    }
+
+    #[tokio::test]
+    async fn the_async_variants_keep_and_link_alike() {
+        let work = tempfile::tempdir().unwrap();
+        let cache = ContentCache::open(work.path().join("blobs"), 1 << 20).unwrap();
+        let (file, sha256) = stored(work.path(), b"weights");
+        let missing = work.path().join("a");
+        assert!(!cache.link_into_async(&sha256, 7, &missing).await.unwrap());
+        assert!(!missing.exists());
+        cache.keep_async(&sha256, 7, &file).await.unwrap();
+        std::fs::remove_file(&file).unwrap();
+
+        let dest = work.path().join("b");
+        assert!(cache.link_into_async(&sha256, 7, &dest).await.unwrap());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"weights");
+        assert!(
+            !cache
+                .link_into_async(&sha256, 8, &work.path().join("c"))
+                .await
+                .unwrap()
+        );
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //! events wakes the source once more (see [`crate::registry_source::RegistrySource::run`]).
 //!
 //! The broker being away never stops the node: polling goes on, and the consumer reconnects
-//! with capped exponential backoff. Every (re)connect wakes the source once, since events may
-//! have been missed while no queue existed.
+//! with capped, jittered exponential backoff. Every (re)connect wakes the source once, since
+//! events may have been missed while no queue existed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,27 +24,20 @@ use lapin::types::{FieldTable, ShortString};
 use lapin::{Connection, ConnectionProperties, Consumer, ExchangeKind};
 use okla_proto::events::ModelEvent;
 use okla_proto::events::model_event::Body;
+use okla_proto::events::topology::{EXCHANGE, NODE_BINDINGS};
+use okla_runtime::Backoff;
 use prost::Message;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
-/// The durable topic exchange the registry publishes every model event to.
-pub const EXCHANGE: &str = "okla.ml.models.exchange";
-/// The routing keys that change what the fleet serves. `model.version.created` does not (a new
-/// version serves only once a stage, alias or deployment names it); `model.deployed` and
-/// `model.load_failed` are what nodes themselves report.
-pub const BINDINGS: &[&str] = &[
-    "model.version.transitioned",
-    "model.version.deleted",
-    "model.alias.*",
-    "model.renamed",
-    "model.deleted",
-    "deployment.*",
-];
-const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The wait between reconnects: from 100 ms, doubling up to 10 s, jittered so that a fleet
+/// does not reconnect in lockstep when the broker returns.
+const RECONNECT: Backoff = Backoff {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(10),
+};
 /// A connect that takes longer means the broker or the network is stuck.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const CONSUMER_TAG: &str = "okla-serving";
@@ -70,16 +63,16 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let mut backoff = INITIAL_BACKOFF;
+    let mut delays = RECONNECT.delays();
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
             connected = tokio::time::timeout(CONNECT_TIMEOUT, connect(&amqp_url)) => connected,
         };
-        match connected {
+        let retry_in = match connected {
             Ok(Ok((connection, consumer))) => {
                 tracing::info!("following the registry's events on RabbitMQ");
-                backoff = INITIAL_BACKOFF;
+                delays.reset();
                 // Whatever changed while no queue was bound is learnt by polling.
                 wake.notify_one();
                 let failure = consume(consumer, &followed, &wake, &metrics, &shutdown).await;
@@ -89,30 +82,37 @@ pub async fn run(
                     connection.close(200, ShortString::from("okla-serving stopping")),
                 )
                 .await;
-                match failure {
-                    None => return,
-                    Some(error) => tracing::warn!(
-                        %error,
-                        retry_in_ms = backoff.as_millis() as u64,
-                        "lost RabbitMQ; following the registry by polling until it is back"
-                    ),
-                }
+                let Some(error) = failure else { return };
+                let retry_in = delays.next_delay();
+                tracing::warn!(
+                    %error,
+                    retry_in_ms = retry_in.as_millis() as u64,
+                    "lost RabbitMQ; following the registry by polling until it is back"
+                );
+                retry_in
             }
-            Ok(Err(error)) => tracing::warn!(
-                %error,
-                retry_in_ms = backoff.as_millis() as u64,
-                "cannot reach RabbitMQ; following the registry by polling"
-            ),
-            Err(_) => tracing::warn!(
-                retry_in_ms = backoff.as_millis() as u64,
-                "timed out connecting to RabbitMQ; following the registry by polling"
-            ),
-        }
+            Ok(Err(error)) => {
+                let retry_in = delays.next_delay();
+                tracing::warn!(
+                    %error,
+                    retry_in_ms = retry_in.as_millis() as u64,
+                    "cannot reach RabbitMQ; following the registry by polling"
+                );
+                retry_in
+            }
+            Err(_) => {
+                let retry_in = delays.next_delay();
+                tracing::warn!(
+                    retry_in_ms = retry_in.as_millis() as u64,
+                    "timed out connecting to RabbitMQ; following the registry by polling"
+                );
+                retry_in
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(retry_in) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 
@@ -143,7 +143,7 @@ async fn connect(amqp_url: &str) -> lapin::Result<(Connection, Consumer)> {
             FieldTable::default(),
         )
         .await?;
-    for binding in BINDINGS {
+    for binding in NODE_BINDINGS {
         channel
             .queue_bind(
                 queue.name().clone(),
@@ -270,8 +270,8 @@ mod tests {
 
     #[test]
     fn nodes_do_not_bind_what_nodes_publish() {
-        assert!(!BINDINGS.contains(&"model.deployed"));
-        assert!(!BINDINGS.contains(&"model.load_failed"));
-        assert!(!BINDINGS.contains(&"model.version.created"));
+        assert!(!NODE_BINDINGS.contains(&"model.deployed"));
+        assert!(!NODE_BINDINGS.contains(&"model.load_failed"));
+        assert!(!NODE_BINDINGS.contains(&"model.version.created"));
     }
 }

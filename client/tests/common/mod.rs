@@ -6,7 +6,6 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Parser;
@@ -14,6 +13,7 @@ use okla_client::{Client, ClientOptions, RetryPolicy};
 use okla_registry::app::{self, AppState};
 use okla_registry::config::RegistryConfig;
 use okla_serving::config::ServingConfig;
+pub(crate) use okla_test_support::{required_env, workspace_root};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -89,18 +89,6 @@ pub(crate) fn model_dir(files: &[(&str, &[u8])]) -> tempfile::TempDir {
         std::fs::write(path, contents).expect("write");
     }
     directory
-}
-
-pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("client/ sits in the workspace")
-        .to_owned()
-}
-
-pub(crate) fn required_env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is unset; run the tests with `bash scripts/test`"))
 }
 
 /// okla-serving on loopback ports, serving `examples/models`, until dropped.

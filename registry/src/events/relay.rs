@@ -3,7 +3,7 @@
 //!
 //! One task per registry process, started by `app::serve` when `--amqp-url` is set. The broker
 //! being away never blocks the registry: changes keep committing to the outbox, and the relay
-//! reconnects with capped exponential backoff and then drains the backlog in order.
+//! reconnects with capped, jittered exponential backoff and then drains the backlog in order.
 
 use std::time::Duration;
 
@@ -13,17 +13,22 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
-use tokio_util::sync::CancellationToken;
-
-use super::{
+use okla_proto::events::topology::{
     CONTENT_TYPE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DEPLOYED_BINDINGS, DEPLOYED_QUEUE,
     EXCHANGE, MESSAGE_TYPE, TRAINED_BINDINGS, TRAINED_QUEUE,
 };
+use okla_runtime::Backoff;
+use tokio_util::sync::CancellationToken;
+
 use crate::store::Store;
 use crate::store::outbox::OutboxEvent;
 
-const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The wait between reconnects: from 100 ms, doubling up to 10 s, jittered so that registry
+/// processes do not all reconnect at once when the broker returns.
+const RECONNECT: Backoff = Backoff {
+    initial: Duration::from_millis(100),
+    max: Duration::from_secs(10),
+};
 /// The safety net under the commit notifications (a missed wake-up, another registry process
 /// writing to the same database).
 const POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -39,16 +44,16 @@ const DATABASE_RETRY: Duration = Duration::from_secs(1);
 /// Publishes the outbox until `shutdown` fires. Never returns an error: every failure is
 /// logged and retried, since the registry must keep serving whatever the broker does.
 pub async fn run_relay(store: Store, amqp_url: String, shutdown: CancellationToken) {
-    let mut backoff = INITIAL_BACKOFF;
+    let mut delays = RECONNECT.delays();
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
             connected = tokio::time::timeout(BROKER_TIMEOUT, connect(&amqp_url)) => connected,
         };
-        match connected {
+        let retry_in = match connected {
             Ok(Ok((connection, channel))) => {
                 tracing::info!("events relay connected to RabbitMQ");
-                backoff = INITIAL_BACKOFF;
+                delays.reset();
                 let failure = publish_until_failure(&store, &channel, &shutdown).await;
                 // A close on a dead connection may never be answered.
                 let _ = tokio::time::timeout(
@@ -56,30 +61,37 @@ pub async fn run_relay(store: Store, amqp_url: String, shutdown: CancellationTok
                     connection.close(200, ShortString::from("okla-registry relay stopping")),
                 )
                 .await;
-                match failure {
-                    None => return,
-                    Some(error) => tracing::warn!(
-                        %error,
-                        retry_in_ms = backoff.as_millis() as u64,
-                        "events relay lost RabbitMQ; events wait in the outbox"
-                    ),
-                }
+                let Some(error) = failure else { return };
+                let retry_in = delays.next_delay();
+                tracing::warn!(
+                    %error,
+                    retry_in_ms = retry_in.as_millis() as u64,
+                    "events relay lost RabbitMQ; events wait in the outbox"
+                );
+                retry_in
             }
-            Ok(Err(error)) => tracing::warn!(
-                %error,
-                retry_in_ms = backoff.as_millis() as u64,
-                "events relay cannot reach RabbitMQ; events wait in the outbox"
-            ),
-            Err(_) => tracing::warn!(
-                retry_in_ms = backoff.as_millis() as u64,
-                "events relay timed out connecting to RabbitMQ; events wait in the outbox"
-            ),
-        }
+            Ok(Err(error)) => {
+                let retry_in = delays.next_delay();
+                tracing::warn!(
+                    %error,
+                    retry_in_ms = retry_in.as_millis() as u64,
+                    "events relay cannot reach RabbitMQ; events wait in the outbox"
+                );
+                retry_in
+            }
+            Err(_) => {
+                let retry_in = delays.next_delay();
+                tracing::warn!(
+                    retry_in_ms = retry_in.as_millis() as u64,
+                    "events relay timed out connecting to RabbitMQ; events wait in the outbox"
+                );
+                retry_in
+            }
+        };
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(retry_in) => {}
         }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
 

@@ -119,7 +119,7 @@ pub(super) async fn write_events(
         .fetch_one(&mut **transaction)
         .await?;
         let model_sequence = get_i64(&row, "last_sequence")?;
-        let routing_key = crate::events::routing_key(&body);
+        let routing_key = okla_proto::events::topology::routing_key(&body);
         let event = proto::ModelEvent {
             event_id: uuid::Uuid::new_v4().to_string(),
             model_name: model_name.to_owned(),

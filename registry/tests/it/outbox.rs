@@ -61,7 +61,10 @@ async fn all_events(store: &Store) -> Vec<(OutboxEvent, ModelEvent)> {
             assert_eq!(event.model_name, row.model_name);
             assert_eq!(event.model_sequence, row.model_sequence);
             let body = event.body.as_ref().expect("every event has a body");
-            assert_eq!(okla_registry::events::routing_key(body), row.routing_key);
+            assert_eq!(
+                okla_proto::events::topology::routing_key(body),
+                row.routing_key
+            );
             assert!(uuid::Uuid::parse_str(&row.event_id).is_ok());
             (row, event)
         })

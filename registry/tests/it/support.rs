@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use okla_registry::app::AppState;
 use okla_registry::config::{BackendStore, RegistryConfig};
 use okla_registry::store::Store;
+use okla_test_support::PostgresDatabase;
 use reqwest::StatusCode;
 use serde_json::Value;
-use sqlx::{Connection, Executor};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -65,19 +65,14 @@ macro_rules! backend_test_suite {
 
 /// A database of its own for one test, removed when the test ends (also when it panics).
 ///
-/// SQLite: a file in a temporary directory. PostgreSQL: a database `okla_test_<uuid>` created
-/// through `TEST_DATABASE_URL` and dropped `WITH (FORCE)` on drop, so connections a failed test
-/// left open do not keep it alive.
+/// SQLite: a file in a temporary directory. PostgreSQL: a [`PostgresDatabase`] created through
+/// `TEST_DATABASE_URL` and dropped `WITH (FORCE)` on drop, so connections a failed test left
+/// open do not keep it alive.
 pub(crate) struct TestDatabase {
     /// The backend store URI as `--backend-store-uri` takes it.
     pub(crate) uri: String,
-    postgres_opt: Option<PostgresDatabase>,
+    _postgres_opt: Option<PostgresDatabase>,
     _sqlite_directory_opt: Option<TempDir>,
-}
-
-struct PostgresDatabase {
-    admin_url: String,
-    name: String,
 }
 
 fn test_database_url() -> String {
@@ -98,30 +93,15 @@ impl TestDatabase {
                 let uri = format!("sqlite:///{}", directory.path().join("okla.db").display());
                 TestDatabase {
                     uri,
-                    postgres_opt: None,
+                    _postgres_opt: None,
                     _sqlite_directory_opt: Some(directory),
                 }
             }
             BackendKind::Postgres => {
-                let admin_url = test_database_url();
-                let name = format!("okla_test_{}", uuid::Uuid::new_v4().simple());
-                let mut admin = sqlx::PgConnection::connect(&admin_url)
-                    .await
-                    .unwrap_or_else(|error| {
-                        panic!("cannot connect to TEST_DATABASE_URL={admin_url}: {error}")
-                    });
-                admin
-                    .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "CREATE DATABASE \"{name}\""
-                    ))))
-                    .await
-                    .unwrap_or_else(|error| panic!("cannot create database {name}: {error}"));
-                let _ = admin.close().await;
-                let mut url = url::Url::parse(&admin_url).expect("TEST_DATABASE_URL is a URL");
-                url.set_path(&format!("/{name}"));
+                let database = PostgresDatabase::create(&test_database_url()).await;
                 TestDatabase {
-                    uri: url.to_string(),
-                    postgres_opt: Some(PostgresDatabase { admin_url, name }),
+                    uri: database.url().to_owned(),
+                    _postgres_opt: Some(database),
                     _sqlite_directory_opt: None,
                 }
             }
@@ -134,41 +114,6 @@ impl TestDatabase {
         Store::connect(&backend, 4)
             .await
             .unwrap_or_else(|error| panic!("connect to {}: {error}", self.uri))
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        let Some(database) = self.postgres_opt.take() else {
-            return;
-        };
-        // Drop may run inside the test's runtime, which cannot be blocked on; a thread with a
-        // runtime of its own does the work, and we wait for it so the database is gone when the
-        // test returns.
-        let dropper = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("build a runtime");
-            runtime
-                .block_on(async {
-                    let mut admin = sqlx::PgConnection::connect(&database.admin_url).await?;
-                    admin
-                        .execute(sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                            database.name
-                        ))))
-                        .await?;
-                    admin.close().await
-                })
-                .map_err(|error| format!("cannot drop test database {}: {error}", database.name))
-        });
-        match dropper.join() {
-            Ok(Ok(())) => {}
-            // Panicking in Drop while a failed test unwinds would abort the whole binary.
-            Ok(Err(message)) => eprintln!("{message}"),
-            Err(_) => eprintln!("the thread dropping a test database panicked"),
-        }
     }
 }
 
