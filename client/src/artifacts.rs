@@ -88,7 +88,7 @@ impl Client {
         });
         let content_type = mime_type(relative);
         let request = self
-            .request(Method::PUT, url)
+            .transfer_request(Method::PUT, url)
             .header(reqwest::header::CONTENT_TYPE, content_type)
             .body(Body::wrap_stream(stream));
         self.send(request).await?;
@@ -160,6 +160,10 @@ impl Client {
         } else {
             self.artifact_url("mlflow-artifacts:/", source)?
         };
+        self.download_url(url, dest).await
+    }
+
+    async fn download_url(&self, url: Url, dest: &Path) -> Result<TransferredFile> {
         if let Some(parent) = dest
             .parent()
             .filter(|parent| !parent.as_os_str().is_empty())
@@ -184,8 +188,27 @@ impl Client {
         })
     }
 
+    /// Streams the file `path` (relative, `/`-separated) under the artifact location
+    /// `artifact_uri` (`mlflow-artifacts:/...`) into `dest`, hashing it on the way: the bytes
+    /// land in `<dest>.partial`, are synced to disk and renamed to `dest` once complete, so
+    /// `dest` never holds half a file; a failed download leaves no `.partial` behind. Parent
+    /// directories are created. Retried like any GET.
+    pub async fn download_artifact(
+        &self,
+        artifact_uri: &str,
+        path: &str,
+        dest: &Path,
+    ) -> Result<TransferredFile> {
+        let url = self.artifact_url(artifact_uri, path)?;
+        let downloaded = self.download_url(url, dest).await;
+        if downloaded.is_err() {
+            let _ = tokio::fs::remove_file(partial_path(dest)).await;
+        }
+        downloaded
+    }
+
     async fn get_to_file(&self, url: Url, path: &Path) -> Result<(u64, String)> {
-        let (shown, response) = self.send(self.request(Method::GET, url)).await?;
+        let (shown, response) = self.send(self.transfer_request(Method::GET, url)).await?;
         let io_error = |source| Error::io(path, source);
         let mut file = tokio::fs::File::create(path).await.map_err(io_error)?;
         let mut hasher = Sha256::new();
@@ -203,7 +226,7 @@ impl Client {
 
     /// The proxy URL of `relative` under the artifact location `artifact_uri`.
     pub(crate) fn artifact_url(&self, artifact_uri: &str, relative: &str) -> Result<Url> {
-        let root = proxied_path(artifact_uri).ok_or_else(|| {
+        let root = okla_proto::mlflow::proxied_path(artifact_uri).ok_or_else(|| {
             Error::Invalid(format!(
                 "artifact location '{artifact_uri}' is not served by the registry's artifact proxy (expected mlflow-artifacts:/...)"
             ))
@@ -215,18 +238,6 @@ impl Client {
             .filter(|segment| !segment.is_empty());
         Ok(self.url(segments))
     }
-}
-
-/// The path an `mlflow-artifacts:` URI names on the proxy (`mlflow-artifacts:/1/x` or
-/// `mlflow-artifacts://host:port/1/x`, the host being this registry); `None` for others.
-fn proxied_path(uri: &str) -> Option<&str> {
-    let rest = uri.strip_prefix("mlflow-artifacts:")?;
-    Some(match rest.strip_prefix("//") {
-        Some(authority_and_path) => authority_and_path
-            .split_once('/')
-            .map_or("", |(_, path)| path),
-        None => rest.trim_start_matches('/'),
-    })
 }
 
 /// `artifact_path` without leading or trailing `/`, refused when it is empty or climbs out

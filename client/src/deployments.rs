@@ -4,144 +4,54 @@
 
 use std::time::{Duration, Instant};
 
+use okla_proto::policy::{self, CHAMPION_ALIAS};
+use okla_proto::wire::{
+    Deployment, DeploymentAnswer, DeploymentSpec, Node, NodeAnswer, NodeList, NodeReport, Route,
+    VersionState,
+};
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::http::Client;
+use crate::registry::{RegisteredModel, Stage};
 
 /// How often [`Client::wait_until_served`] asks the registry.
 const SERVED_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// One route: a version and its share of the traffic (weights sum to 100).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Route {
-    pub version: u64,
-    pub weight: u32,
-}
-
-/// Requests carrying this header go to the same version for the same header value.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sticky {
-    pub routing_key_header: String,
-}
-
-/// When the registry rolls a canary route back, judged on the nodes' reports.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct CanaryGate {
-    pub version: u64,
-    pub max_error_rate_delta: f64,
-    pub max_p99_ratio: f64,
-    pub min_requests: u64,
-}
-
-/// What [`Client::put_deployment`] sets: the registry checks every rule and names the field
-/// it refuses.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
-pub struct DeploymentSpec {
-    pub routes: Vec<Route>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sticky: Option<Sticky>,
-    /// A version that gets a copy of the traffic and never answers.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub shadow: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub canary_gate: Option<CanaryGate>,
-    /// Recorded in the model's history.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub comment: Option<String>,
-}
-
-/// A model's effective deployment. `source` says where it comes from: `explicit` (set with
-/// [`Client::put_deployment`]), `champion` (the alias), `production` (the latest Production
-/// version), or `none` (no routes: the fleet serves nothing of the model).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Deployment {
-    pub name: String,
-    pub source: String,
-    /// Bumped by every change; pass it as `expected_revision` to refuse a stale write.
-    pub revision: u64,
-    #[serde(default)]
-    pub routes: Vec<Route>,
-    #[serde(default)]
-    pub sticky: Option<Sticky>,
-    #[serde(default)]
-    pub shadow: Option<u64>,
-    #[serde(default)]
-    pub canary_gate: Option<CanaryGate>,
-    #[serde(default)]
-    pub updated_at: Option<i64>,
-    #[serde(default)]
-    pub updated_by: Option<String>,
-}
-
-/// A serving node's latest report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Node {
-    pub node_id: String,
-    #[serde(default)]
-    pub http_url: Option<String>,
-    #[serde(default)]
-    pub report_seconds: f64,
-    #[serde(default)]
-    pub reported_at_ms: i64,
-    /// Three reports overdue: ignored by canary gates and by [`Client::wait_until_served`].
-    #[serde(default)]
-    pub stale: bool,
-    #[serde(default)]
-    pub models: Vec<NodeModel>,
-}
-
-/// What a node serves of one model.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeModel {
-    pub model: String,
-    /// The deployment revision the node follows.
-    #[serde(default)]
-    pub revision: Option<i64>,
-    #[serde(default)]
-    pub versions: Vec<NodeVersion>,
-}
-
-/// A version on a node: `state` is `loading`, `serving` or `failed`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeVersion {
-    pub version: u64,
-    pub state: String,
-    #[serde(default)]
-    pub error: Option<String>,
-    #[serde(default)]
-    pub load_seconds: Option<f64>,
-    #[serde(default)]
-    pub requests: u64,
-    #[serde(default)]
-    pub errors: u64,
-}
-
-impl Node {
-    /// The state this node reports for `model`'s `version`, if it reports one.
-    /// The deployment revision the node follows for `model`, if it reports one.
-    pub fn model_revision(&self, model: &str) -> Option<u64> {
-        self.models
-            .iter()
-            .find(|reported| reported.model == model)
-            .and_then(|reported| reported.revision)
-            .and_then(|revision| u64::try_from(revision).ok())
+/// The default deployment of `model` by [`policy::default_version`], as a registry with
+/// deployments would answer it.
+pub(crate) fn default_deployment(model: &RegisteredModel) -> Deployment {
+    let champion = model
+        .aliases
+        .iter()
+        .find(|alias| alias.alias == CHAMPION_ALIAS)
+        .map(|alias| alias.version);
+    let production = model
+        .latest_versions
+        .iter()
+        .filter(|version| version.current_stage == Stage::Production)
+        .map(|version| version.version);
+    let chosen = policy::default_version(champion, production);
+    Deployment {
+        name: model.name.clone(),
+        source: chosen
+            .map_or("none", |(source, _)| source.as_str())
+            .to_owned(),
+        revision: 0,
+        routes: chosen
+            .map(|(_, version)| Route {
+                version,
+                weight: 100,
+            })
+            .into_iter()
+            .collect(),
+        sticky: None,
+        shadow: None,
+        canary_gate: None,
+        updated_at: None,
+        updated_by: None,
     }
-
-    pub fn version_state(&self, model: &str, version: u64) -> Option<&str> {
-        self.models
-            .iter()
-            .filter(|reported| reported.model == model)
-            .flat_map(|reported| &reported.versions)
-            .find(|reported| reported.version == version)
-            .map(|reported| reported.state.as_str())
-    }
-}
-
-#[derive(Deserialize)]
-struct DeploymentAnswer {
-    deployment: Deployment,
 }
 
 impl Client {
@@ -151,6 +61,33 @@ impl Client {
             .get_json(self.okla(["deployments", model]), &[])
             .await?;
         Ok(answer.deployment)
+    }
+
+    /// What the fleet should serve of `model`: its effective deployment, or `None` when the
+    /// registry does not know the model. A registry without the deployments endpoint (its 404
+    /// is not MLflow's `RESOURCE_DOES_NOT_EXIST`) gets the default rule applied here: the
+    /// `champion` alias's version, else the latest Production version, at 100% (`source`
+    /// `champion` or `production`, revision 0), else nothing (`none`).
+    pub async fn effective_deployment(&self, model: &str) -> Result<Option<Deployment>> {
+        match self.get_deployment(model).await {
+            Ok(deployment) => Ok(Some(deployment)),
+            Err(error) if error.error_code() == Some("RESOURCE_DOES_NOT_EXIST") => Ok(None),
+            Err(error) if error.is_not_found() => match self.get_registered_model(model).await {
+                Ok(registered) => Ok(Some(default_deployment(&registered))),
+                Err(error) if error.is_not_found() => Ok(None),
+                Err(error) => Err(error),
+            },
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Sends a serving node's whole state (`PUT /api/okla/v1/nodes/{node_id}`); answers the
+    /// node as the registry recorded it. Never retried: the next report repairs a lost one.
+    pub async fn put_node_report(&self, node_id: &str, report: &NodeReport) -> Result<Node> {
+        let answer: NodeAnswer = self
+            .send_body(Method::PUT, self.okla(["nodes", node_id]), report)
+            .await?;
+        Ok(answer.node)
     }
 
     /// Sets `model`'s deployment. With `expected_revision`, the registry refuses the change
@@ -205,12 +142,7 @@ impl Client {
 
     /// The latest report of every node that serves `model`.
     pub async fn nodes(&self, model: &str) -> Result<Vec<Node>> {
-        #[derive(Deserialize)]
-        struct Answer {
-            #[serde(default)]
-            nodes: Vec<Node>,
-        }
-        let answer: Answer = self
+        let answer: NodeList = self
             .get_json(self.okla(["nodes"]), &[("model", model)])
             .await?;
         Ok(answer.nodes)
@@ -240,11 +172,13 @@ impl Client {
             let waiting: Vec<String> = fresh
                 .iter()
                 .filter(|node| {
-                    node.version_state(model, version) != Some("serving")
+                    node.version_state(model, version) != Some(VersionState::Serving)
                         || node.model_revision(model) < revision
                 })
                 .map(|node| {
-                    let state = node.version_state(model, version).unwrap_or("absent");
+                    let state = node
+                        .version_state(model, version)
+                        .map_or("absent", VersionState::as_str);
                     match (node.model_revision(model), revision) {
                         (Some(seen), Some(wanted)) if seen < wanted => {
                             format!("{} ({state}, revision {seen} of {wanted})", node.node_id)
@@ -274,5 +208,74 @@ impl Client {
             }
             tokio::time::sleep(SERVED_POLL_INTERVAL.min(timeout - waited)).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{Alias, ModelVersion};
+
+    fn model(stages: &[(u64, Stage)], aliases: &[(&str, u64)]) -> RegisteredModel {
+        RegisteredModel {
+            name: "pricing".to_owned(),
+            description: String::new(),
+            latest_versions: stages
+                .iter()
+                .map(|&(version, current_stage)| ModelVersion {
+                    name: "pricing".to_owned(),
+                    version,
+                    current_stage,
+                    source: String::new(),
+                    run_id: String::new(),
+                    status: String::new(),
+                    description: String::new(),
+                    aliases: Vec::new(),
+                    tags: Vec::new(),
+                    creation_timestamp: 0,
+                    last_updated_timestamp: 0,
+                })
+                .collect(),
+            aliases: aliases
+                .iter()
+                .map(|&(alias, version)| Alias {
+                    alias: alias.to_owned(),
+                    version,
+                })
+                .collect(),
+            tags: Vec::new(),
+        }
+    }
+
+    fn served(model: &RegisteredModel) -> Option<u64> {
+        let deployment = default_deployment(model);
+        assert!(deployment.routes.len() <= 1);
+        deployment.routes.first().map(|route| {
+            assert_eq!(route.weight, 100);
+            route.version
+        })
+    }
+
+    #[test]
+    fn champion_wins_over_production() {
+        let none = default_deployment(&model(&[], &[]));
+        assert_eq!((none.source.as_str(), none.routes.len()), ("none", 0));
+        assert_eq!(
+            served(&model(&[(1, Stage::Staging), (2, Stage::Archived)], &[])),
+            None
+        );
+        let production = model(&[(3, Stage::Production), (4, Stage::Staging)], &[]);
+        assert_eq!(served(&production), Some(3));
+        assert_eq!(default_deployment(&production).source, "production");
+        let champion = model(
+            &[(3, Stage::Production)],
+            &[("challenger", 4), ("champion", 2)],
+        );
+        assert_eq!(served(&champion), Some(2));
+        assert_eq!(default_deployment(&champion).source, "champion");
+        assert_eq!(
+            served(&model(&[(3, Stage::Production)], &[("challenger", 4)])),
+            Some(3)
+        );
     }
 }

@@ -87,6 +87,20 @@ impl Error {
         }
     }
 
+    /// The HTTP status the registry answered with, if it refused the call.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            Error::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// Whether the registry answered 404: an unknown resource (`error_code`
+    /// `RESOURCE_DOES_NOT_EXIST`) or, with another body, a route the registry does not have.
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(StatusCode::NOT_FOUND)
+    }
+
     /// The gRPC status code, if a gRPC call failed.
     pub fn grpc_code(&self) -> Option<GrpcCode> {
         match self {

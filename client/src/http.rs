@@ -53,6 +53,9 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
     /// Sent as `x-okla-actor`: who the registry records in a model's history.
     pub actor: Option<String>,
+    /// The longest one JSON call (each attempt of it) may take, answer included; artifact
+    /// transfers are not bound by it. `None`: no limit beyond the read timeout.
+    pub call_timeout: Option<Duration>,
 }
 
 impl Default for ClientOptions {
@@ -62,6 +65,7 @@ impl Default for ClientOptions {
             read_timeout: Duration::from_secs(60),
             retry: RetryPolicy::default(),
             actor: None,
+            call_timeout: None,
         }
     }
 }
@@ -77,6 +81,7 @@ struct Inner {
     base: Url,
     http: reqwest::Client,
     retry: RetryPolicy,
+    call_timeout: Option<Duration>,
 }
 
 /// Whether a call may be repeated after a failure (see the module docs).
@@ -118,6 +123,7 @@ impl Client {
                 base,
                 http,
                 retry: options.retry,
+                call_timeout: options.call_timeout,
             }),
         })
     }
@@ -164,7 +170,17 @@ impl Client {
         )
     }
 
+    /// A JSON call, bound by [`ClientOptions::call_timeout`].
     pub(crate) fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        let request = self.transfer_request(method, url);
+        match self.inner.call_timeout {
+            Some(timeout) => request.timeout(timeout),
+            None => request,
+        }
+    }
+
+    /// An artifact transfer: a large file may take as long as it needs while bytes flow.
+    pub(crate) fn transfer_request(&self, method: Method, url: Url) -> RequestBuilder {
         self.inner.http.request(method, url)
     }
 

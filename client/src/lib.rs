@@ -58,12 +58,13 @@ mod tracking;
 mod wire;
 
 pub use artifacts::{TransferredFile, UploadProgress};
-pub use deployments::{
-    CanaryGate, Deployment, DeploymentSpec, Node, NodeModel, NodeVersion, Route, Sticky,
-};
 pub use error::{Error, GrpcCode, Result, StatusCode};
 pub use http::{Client, ClientOptions, RetryPolicy};
 pub use metrics::{FLUSH_INTERVAL, MAX_METRICS_PER_BATCH, MetricLogger};
+pub use okla_proto::wire::{
+    CanaryGate, Deployment, DeploymentSpec, ModelReport, Node, NodeModel, NodeReport, NodeVersion,
+    Route, Sticky, VersionReport, VersionState,
+};
 pub use predict::{InputTensor, OutputTensor, Prediction, Predictor, TensorValues};
 pub use registry::{Alias, MODEL_ARTIFACT_PATH, ModelVersion, RegisteredModel, Stage, VersionFile};
 pub use search::{Experiment, RunData, RunDetails, RunQuery, name_contains_filter};

@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::http::Client;
 use crate::tracking::Run;
 use crate::wire::{Empty, KeyValue};
+pub use okla_proto::wire::VersionFile;
 
 /// Where [`Client::register_model_dir`] puts a model's files, under the run's artifact root.
 pub const MODEL_ARTIFACT_PATH: &str = "model";
@@ -85,15 +86,6 @@ pub struct RegisteredModel {
     pub aliases: Vec<Alias>,
     #[serde(default)]
     pub tags: Vec<KeyValue>,
-}
-
-/// One file of a model version as the registry recorded it when the version was created.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct VersionFile {
-    /// Relative to the version's source.
-    pub path: String,
-    pub size: u64,
-    pub sha256: String,
 }
 
 #[derive(Deserialize)]
@@ -207,17 +199,7 @@ impl Client {
         version: u64,
         dest: &Path,
     ) -> Result<Vec<TransferredFile>> {
-        #[derive(Deserialize)]
-        struct Answer {
-            artifact_uri: String,
-        }
-        let number = version.to_string();
-        let location: Answer = self
-            .get_json(
-                self.mlflow("model-versions/get-download-uri"),
-                &[("name", name), ("version", &number)],
-            )
-            .await?;
+        let artifact_uri = self.model_version_download_uri(name, version).await?;
         let mut downloaded = Vec::new();
         for file in self.version_files(name, version).await? {
             let relative = Path::new(&file.path);
@@ -233,9 +215,7 @@ impl Client {
                 )));
             }
             let target = dest.join(relative);
-            let source = self
-                .artifact_url(&location.artifact_uri, &file.path)?
-                .to_string();
+            let source = self.artifact_url(&artifact_uri, &file.path)?.to_string();
             let got = self.download_file(&source, &target).await?;
             if got.size != file.size || !got.sha256.eq_ignore_ascii_case(&file.sha256) {
                 let _ = tokio::fs::remove_file(&target).await;
@@ -248,6 +228,22 @@ impl Client {
             downloaded.push(got);
         }
         Ok(downloaded)
+    }
+
+    /// Where a version's artifacts are stored, e.g. `mlflow-artifacts:/1/models/m-…/artifacts`.
+    pub async fn model_version_download_uri(&self, name: &str, version: u64) -> Result<String> {
+        #[derive(Deserialize)]
+        struct Answer {
+            artifact_uri: String,
+        }
+        let version = version.to_string();
+        let answer: Answer = self
+            .get_json(
+                self.mlflow("model-versions/get-download-uri"),
+                &[("name", name), ("version", &version)],
+            )
+            .await?;
+        Ok(answer.artifact_uri)
     }
 
     pub async fn version_files(&self, name: &str, version: u64) -> Result<Vec<VersionFile>> {

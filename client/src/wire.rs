@@ -1,7 +1,7 @@
-//! Small pieces of MLflow's JSON shared by the modules: `{key, value}` pairs and versions,
-//! which MLflow sends as strings ("3") and okla's own endpoints as numbers.
+//! Small pieces of MLflow's JSON shared by the modules: `{key, value}` pairs, and the version
+//! and double helpers of `okla_proto::mlflow` under the names the modules use.
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
 /// A tag or param as MLflow sends it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -11,56 +11,9 @@ pub struct KeyValue {
     pub value: String,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum StringOrNumber {
-    String(String),
-    Number(u64),
-}
-
-/// A version number from `"3"` or `3`.
-pub(crate) fn version<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    match StringOrNumber::deserialize(deserializer)? {
-        StringOrNumber::Number(number) => Ok(number),
-        StringOrNumber::String(text) => text
-            .parse()
-            .map_err(|_| serde::de::Error::custom(format!("invalid version number '{text}'"))),
-    }
-}
-
-/// A double as proto3 JSON writes it: a number, or `"NaN"`, `"Infinity"`, `"-Infinity"`, which
-/// JSON numbers cannot express (a diverging loss is still worth logging).
-pub(crate) fn serialize_double<S: Serializer>(
-    value: &f64,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match *value {
-        v if v.is_nan() => serializer.serialize_str("NaN"),
-        f64::INFINITY => serializer.serialize_str("Infinity"),
-        f64::NEG_INFINITY => serializer.serialize_str("-Infinity"),
-        v => serializer.serialize_f64(v),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DoubleOrText {
-    Double(f64),
-    Text(String),
-}
-
-/// The reverse of [`serialize_double`].
-pub(crate) fn double<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
-    match DoubleOrText::deserialize(deserializer)? {
-        DoubleOrText::Double(value) => Ok(value),
-        DoubleOrText::Text(text) => match text.as_str() {
-            "NaN" => Ok(f64::NAN),
-            "Infinity" => Ok(f64::INFINITY),
-            "-Infinity" => Ok(f64::NEG_INFINITY),
-            _ => Err(serde::de::Error::custom(format!("invalid double '{text}'"))),
-        },
-    }
-}
+pub(crate) use okla_proto::mlflow::{
+    deserialize_double as double, deserialize_version as version, serialize_double,
+};
 
 /// The answer `{}` of calls that return nothing.
 #[derive(Deserialize)]

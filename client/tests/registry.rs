@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use okla_client::{Client, DeploymentSpec, Error, Route, Run, RunStatus, Stage, StatusCode};
+use okla_client::{
+    Client, DeploymentSpec, Error, ModelReport, NodeReport, Route, Run, RunStatus, Stage,
+    StatusCode, VersionReport, VersionState,
+};
 use sha2::{Digest, Sha256};
 
 mod common;
@@ -396,4 +399,118 @@ async fn waits_until_every_fresh_node_serves_the_version() {
         .wait_until_served("pricing", version, Duration::ZERO)
         .await
         .expect("every node follows the revision");
+}
+
+#[tokio::test]
+async fn a_serving_node_follows_and_fetches_through_the_client() {
+    let registry = Registry::start().await;
+    let client = registry.client();
+    let weights: &[u8] = b"onnx weights";
+    let version = register(&client, "pricing", &[("model.onnx", weights)]).await;
+
+    assert!(
+        client
+            .effective_deployment("unknown")
+            .await
+            .expect("asked")
+            .is_none()
+    );
+    let missing = client
+        .model_version_download_uri("unknown", 1)
+        .await
+        .expect_err("unknown model");
+    assert!(missing.is_not_found(), "{missing}");
+    assert_eq!(missing.status(), Some(StatusCode::NOT_FOUND));
+
+    let none = client
+        .effective_deployment("pricing")
+        .await
+        .expect("asked")
+        .expect("known model");
+    assert_eq!((none.source.as_str(), none.routes.len()), ("none", 0));
+    client
+        .set_alias("pricing", "champion", version)
+        .await
+        .expect("alias set");
+    let champion = client
+        .effective_deployment("pricing")
+        .await
+        .expect("asked")
+        .expect("known model");
+    assert_eq!(champion.source, "champion");
+    assert_eq!(
+        champion.routes,
+        [Route {
+            version,
+            weight: 100
+        }]
+    );
+
+    let uri = client
+        .model_version_download_uri("pricing", version)
+        .await
+        .expect("download uri");
+    assert!(uri.starts_with("mlflow-artifacts:"), "{uri}");
+    let files = client
+        .version_files("pricing", version)
+        .await
+        .expect("files");
+    assert_eq!(files.len(), 1);
+    let dest_dir = tempfile::tempdir().expect("temporary directory");
+    let dest = dest_dir.path().join("v").join("model.onnx");
+    let got = client
+        .download_artifact(&uri, &files[0].path, &dest)
+        .await
+        .expect("downloaded");
+    assert_eq!(got.size, files[0].size);
+    assert_eq!(got.sha256, files[0].sha256);
+    assert_eq!(got.sha256, sha256_hex(weights));
+    assert_eq!(std::fs::read(&dest).expect("file"), weights);
+    assert!(
+        !dest_dir
+            .path()
+            .join("v")
+            .join("model.onnx.partial")
+            .exists()
+    );
+    let absent = dest_dir.path().join("absent");
+    let error = client
+        .download_artifact(&uri, "no-such-file", &absent)
+        .await
+        .expect_err("no such artifact");
+    assert!(error.is_not_found(), "{error}");
+    assert!(!dest_dir.path().join("absent.partial").exists());
+
+    let report = NodeReport {
+        http_url: Some("http://node-a:8000".to_owned()),
+        report_seconds: 5.0,
+        models: vec![ModelReport {
+            model: "pricing".to_owned(),
+            revision: None,
+            versions: vec![VersionReport {
+                version,
+                state: VersionState::Serving,
+                error: None,
+                load_seconds: Some(0.5),
+                requests: 3,
+                requests_per_second: None,
+                errors: 1,
+                latency_bounds_seconds: vec![0.1],
+                latency_counts: vec![2, 1],
+            }],
+        }],
+    };
+    let node = client
+        .put_node_report("node-a", &report)
+        .await
+        .expect("report accepted");
+    assert_eq!(node.node_id, "node-a");
+    assert_eq!(
+        node.version_state("pricing", version),
+        Some(VersionState::Serving)
+    );
+    let listed = client.nodes("pricing").await.expect("nodes");
+    assert_eq!(listed, [node]);
+    assert_eq!(listed[0].models[0].versions[0].requests, 3);
+    assert_eq!(listed[0].models[0].versions[0].latency_counts, [2, 1]);
 }

@@ -6,6 +6,10 @@
 //!
 //! `events` is `okla.events.v1`: the `ModelEvent` the registry publishes on RabbitMQ and serves
 //! from its events feed, with the exchange, queues and routing keys it travels on.
+//!
+//! `wire` holds the okla-native JSON shapes under `/api/okla/v1`, `mlflow` the quirks of
+//! MLflow's JSON, and `policy` the default-deployment rule (champion alias, else Production).
+//! `tensor` is the V2 datatype vocabulary and raw tensor codec.
 
 #[allow(unreachable_pub, clippy::all, clippy::pedantic)]
 pub mod inference {
@@ -13,4 +17,7 @@ pub mod inference {
 }
 
 pub mod events;
+pub mod mlflow;
+pub mod policy;
 pub mod tensor;
+pub mod wire;

@@ -15,7 +15,6 @@ use crate::config::ServingConfig;
 use crate::manager::{ManagerSettings, ModelManager};
 use crate::metrics::Metrics;
 use crate::node_report::NodeReporter;
-use crate::registry_client::RegistryClient;
 use crate::registry_source::RegistrySource;
 use crate::repository::ModelRepository;
 use crate::service::InferenceService;
@@ -65,7 +64,7 @@ pub fn spawn_registry_source(
     http_port: u16,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = RegistryClient::new(registry_url)?;
+    let client = registry_client(registry_url)?;
     let source = RegistrySource::new(
         client.clone(),
         config.models.clone(),
@@ -162,4 +161,22 @@ pub async fn serve(
     };
     tokio::try_join!(http_server, grpc_server)?;
     Ok(())
+}
+
+/// The registry client of the source and the reporter. No retries of its own: the source
+/// retries failed versions with backoff and the reporter sends its whole state again on the next
+/// tick. A metadata call that takes longer than 30 s is a failed poll; a model download has no
+/// overall limit (it may take minutes), a stalled one trips the read timeout.
+fn registry_client(registry_url: &str) -> anyhow::Result<okla_client::Client> {
+    let options = okla_client::ClientOptions {
+        connect_timeout: std::time::Duration::from_secs(5),
+        read_timeout: std::time::Duration::from_secs(60),
+        retry: okla_client::RetryPolicy {
+            attempts: 1,
+            ..okla_client::RetryPolicy::default()
+        },
+        call_timeout: Some(std::time::Duration::from_secs(30)),
+        ..okla_client::ClientOptions::default()
+    };
+    Ok(okla_client::Client::with_options(registry_url, options)?)
 }

@@ -22,7 +22,6 @@ pub mod manager;
 pub mod metrics;
 pub mod node_report;
 pub mod planner;
-pub mod registry_client;
 pub mod registry_events;
 pub mod registry_source;
 pub mod repository;

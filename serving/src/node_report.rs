@@ -10,11 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use okla_proto::wire::{ModelReport, NodeReport, VersionReport, VersionState};
 use tokio_util::sync::CancellationToken;
 
 use crate::manager::{ModelManager, ModelStatus, VersionHealth};
-use crate::registry_client::RegistryClient;
 use crate::traffic::{LATENCY_BOUNDS_SECONDS, TrafficSnapshot};
 
 /// Versions the registry source could not fetch (download or checksum), by (model, version):
@@ -50,41 +49,6 @@ impl SourceFailures {
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct NodeReport {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub http_url: Option<String>,
-    pub report_seconds: f64,
-    pub models: Vec<ModelReport>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct ModelReport {
-    pub model: String,
-    /// The deployment revision unversioned requests follow; `None` before any.
-    pub revision: Option<i64>,
-    pub versions: Vec<VersionReport>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct VersionReport {
-    pub version: u64,
-    /// `loading`, `serving` or `failed`.
-    pub state: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub load_seconds: Option<f64>,
-    pub requests: u64,
-    /// Requests per second since the previous report of the same (model, revision, version);
-    /// `None` without one. Filled in by [`RequestRates::fill`].
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub requests_per_second: Option<f64>,
-    pub errors: u64,
-    pub latency_bounds_seconds: &'static [f64],
-    pub latency_counts: Vec<u64>,
-}
-
 /// The report for the manager's state plus the versions that failed before reaching it.
 pub fn build_report(
     status: Vec<ModelStatus>,
@@ -100,9 +64,9 @@ pub fn build_report(
             .map(|version| {
                 let traffic = version.traffic.unwrap_or_default();
                 let (state, error) = match version.state {
-                    VersionHealth::Loading => ("loading", None),
-                    VersionHealth::Serving => ("serving", None),
-                    VersionHealth::Failed(error) => ("failed", Some(error)),
+                    VersionHealth::Loading => (VersionState::Loading, None),
+                    VersionHealth::Serving => (VersionState::Serving, None),
+                    VersionHealth::Failed(error) => (VersionState::Failed, Some(error)),
                 };
                 VersionReport {
                     version: version.version,
@@ -112,7 +76,7 @@ pub fn build_report(
                     requests: traffic.requests,
                     requests_per_second: None,
                     errors: traffic.errors,
-                    latency_bounds_seconds: &LATENCY_BOUNDS_SECONDS,
+                    latency_bounds_seconds: LATENCY_BOUNDS_SECONDS.to_vec(),
                     latency_counts: traffic.latency_counts,
                 }
             })
@@ -122,7 +86,10 @@ pub fn build_report(
             ModelReport {
                 model: model.model,
                 // A default deployment (champion or Production) has no revision of its own.
-                revision: model.revision.filter(|&revision| revision > 0),
+                revision: model
+                    .revision
+                    .filter(|&revision| revision > 0)
+                    .and_then(|revision| u64::try_from(revision).ok()),
                 versions,
             },
         );
@@ -139,13 +106,13 @@ pub fn build_report(
         }
         model.versions.push(VersionReport {
             version: *version,
-            state: "failed",
+            state: VersionState::Failed,
             error: Some(error.clone()),
             load_seconds: None,
             requests: 0,
             requests_per_second: None,
             errors: 0,
-            latency_bounds_seconds: &LATENCY_BOUNDS_SECONDS,
+            latency_bounds_seconds: LATENCY_BOUNDS_SECONDS.to_vec(),
             latency_counts: TrafficSnapshot::default().latency_counts,
         });
         model.versions.sort_by_key(|v| v.version);
@@ -161,7 +128,7 @@ pub fn build_report(
 /// revision, version): counters restart with a new revision, so a rate never spans two.
 #[derive(Debug, Default)]
 pub struct RequestRates {
-    previous: BTreeMap<(String, Option<i64>, u64), (u64, Instant)>,
+    previous: BTreeMap<(String, Option<u64>, u64), (u64, Instant)>,
 }
 
 impl RequestRates {
@@ -189,7 +156,7 @@ impl RequestRates {
 }
 
 pub struct NodeReporter {
-    pub client: RegistryClient,
+    pub client: okla_client::Client,
     pub node_id: String,
     pub http_url: Option<String>,
     pub every: Duration,
@@ -220,14 +187,14 @@ impl NodeReporter {
             );
             rates.fill(&mut report, read_at);
             match self.client.put_node_report(&self.node_id, &report).await {
-                Ok(()) if failing => {
+                Ok(_) if failing => {
                     failing = false;
                     tracing::info!(
                         node = self.node_id.as_str(),
                         "reporting to the registry again"
                     );
                 }
-                Ok(()) => {}
+                Ok(_) => {}
                 Err(err) if !failing => {
                     failing = true;
                     tracing::warn!(node = self.node_id.as_str(), error = %err,

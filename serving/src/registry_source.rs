@@ -2,8 +2,8 @@
 //!
 //! Every poll asks the registry for each followed model's effective deployment (its explicit
 //! one: weighted routes, sticky routing, a shadow; else its `champion` alias, else its latest
-//! Production version, at 100%; a registry without deployments gets the champion/Production
-//! rule applied here), downloads the artifact files of every version the deployment needs into
+//! Production version, at 100%; for a registry without deployments, `okla_client` applies the
+//! champion/Production rule), downloads the artifact files of every version the deployment needs into
 //! the cache directory through the artifact proxy, checks every file's sha256 against the one the
 //! registry recorded, and lays the cache out as a model repository (`CACHE/<model>/<version>/`,
 //! `CACHE/<model>/config.toml`), so the manager loads it as it loads any directory.
@@ -19,22 +19,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use okla_client::{Client, Deployment, Error as ClientError, VersionFile};
+use okla_proto::mlflow::safe_proxied_path;
 use tokio_util::sync::CancellationToken;
 
 use crate::content_cache::ContentCache;
 use crate::manager::ModelManager;
 use crate::metrics::{Metrics, ModelLabels};
 use crate::node_report::SourceFailures;
-use crate::registry_client::{
-    ClientError, Deployment, DeploymentAnswer, RegisteredModel, RegistryClient,
-};
 use crate::repository::CONFIG_FILE;
 use crate::router::Routing;
 use crate::service::VersionSelector;
 
-/// The alias that names the version to serve, ahead of the Production stage.
-pub const CHAMPION_ALIAS: &str = "champion";
-const PRODUCTION_STAGE: &str = "Production";
 /// Hidden, so the repository scan never takes it for a model.
 const STAGING_DIR: &str = ".staging";
 /// The content cache's directory; hidden for the same reason.
@@ -64,39 +60,20 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> SourceError + '_ {
     }
 }
 
-/// The version the registry says to serve: the `champion` alias if set, else the latest
-/// Production version; `None` if neither exists.
-pub fn aspired_version(model: &RegisteredModel) -> Option<u64> {
-    if let Some(alias) = model.aliases.iter().find(|a| a.alias == CHAMPION_ALIAS) {
-        return alias.version.parse().ok();
-    }
-    model
-        .latest_versions
-        .iter()
-        .filter(|v| v.current_stage.eq_ignore_ascii_case(PRODUCTION_STAGE))
-        .filter_map(|v| v.version.parse::<u64>().ok())
-        .max()
-}
-
 /// The routing a registry deployment asks for; `Ok(None)` when it serves nothing (`none`).
 pub fn deployment_routing(deployment: &Deployment) -> Result<Option<Routing>, String> {
     if deployment.source == "none" || deployment.routes.is_empty() {
         return Ok(None);
     }
-    let version = |number: i64, field: &str| {
-        u64::try_from(number)
-            .ok()
+    let version = |number: u64, field: &str| {
+        Some(number)
             .filter(|&version| version > 0)
             .ok_or_else(|| format!("{field} {number} is not a version number"))
     };
     let routes = deployment
         .routes
         .iter()
-        .map(|route| {
-            let weight = u32::try_from(route.weight)
-                .map_err(|_| format!("route weight {} is out of range", route.weight))?;
-            Ok((version(route.version, "route version")?, weight))
-        })
+        .map(|route| Ok((version(route.version, "route version")?, route.weight)))
         .collect::<Result<Vec<_>, String>>()?;
     if routes.iter().all(|&(_, weight)| weight == 0) {
         return Err("every route has weight 0".to_owned());
@@ -105,8 +82,10 @@ pub fn deployment_routing(deployment: &Deployment) -> Result<Option<Routing>, St
         .shadow
         .map(|shadow| version(shadow, "shadow version"))
         .transpose()?;
+    let revision = i64::try_from(deployment.revision)
+        .map_err(|_| format!("revision {} is out of range", deployment.revision))?;
     Ok(Some(Routing {
-        revision: deployment.revision,
+        revision,
         routes,
         sticky_header: deployment
             .sticky
@@ -114,21 +93,6 @@ pub fn deployment_routing(deployment: &Deployment) -> Result<Option<Routing>, St
             .map(|sticky| sticky.routing_key_header.to_ascii_lowercase()),
         shadow,
     }))
-}
-
-/// The artifact proxy path of a storage location (`mlflow-artifacts:/<path>` or
-/// `mlflow-artifacts://<host>/<path>`); `None` for locations the proxy does not serve.
-pub fn proxied_artifact_path(uri: &str) -> Option<String> {
-    let rest = uri.strip_prefix("mlflow-artifacts:")?;
-    let path = match rest.strip_prefix("//") {
-        Some(authority_and_path) => authority_and_path.split_once('/').map_or("", |(_, p)| p),
-        None => rest,
-    };
-    let path = path.trim_matches('/');
-    let safe = path
-        .split('/')
-        .all(|part| !part.is_empty() && part != "." && part != "..");
-    (safe && !path.contains(['\\', '\0'])).then(|| path.to_owned())
 }
 
 /// A registry file path as a relative path that stays inside the version directory.
@@ -218,7 +182,7 @@ struct Retry {
 }
 
 pub struct RegistrySource {
-    client: RegistryClient,
+    client: Client,
     /// Empty: every model that has a version to serve.
     models: Vec<String>,
     cache: PathBuf,
@@ -234,7 +198,7 @@ impl RegistrySource {
     /// Prepares the cache directory; leftovers of an interrupted download are removed. Files
     /// no version uses any more are kept up to `content_cache_bytes`.
     pub fn new(
-        client: RegistryClient,
+        client: Client,
         models: Vec<String>,
         cache: PathBuf,
         content_cache_bytes: u64,
@@ -393,46 +357,49 @@ impl RegistrySource {
 
     /// What each followed model should serve, by name.
     async fn aspired_versions(&self) -> Result<BTreeMap<String, Routing>, ClientError> {
-        let models = if self.models.is_empty() {
-            self.client.search_models().await?
+        let listed = self.models.is_empty();
+        let names = if listed {
+            self.client
+                .search_registered_models("")
+                .await?
+                .into_iter()
+                .map(|model| model.name)
+                .collect()
         } else {
-            let mut models = Vec::new();
-            for name in &self.models {
-                match self.client.get_model(name).await? {
-                    Some(model) => models.push(model),
-                    None => tracing::warn!(model = name.as_str(), "model not in the registry"),
-                }
-            }
-            models
+            self.models.clone()
         };
         let mut aspired = BTreeMap::new();
-        for model in models {
-            if !usable_model_name(&model.name) {
+        for name in names {
+            if !usable_model_name(&name) {
                 tracing::warn!(
-                    model = model.name.as_str(),
+                    model = name.as_str(),
                     "model name cannot be a directory; skipped"
                 );
                 continue;
             }
-            let routing = match self.client.get_deployment(&model.name).await? {
-                DeploymentAnswer::Found(deployment) => match deployment_routing(&deployment) {
+            let routing = match self.client.effective_deployment(&name).await? {
+                Some(deployment) => match deployment_routing(&deployment) {
                     Ok(routing) => routing,
                     Err(err) => {
                         // Keep what serves rather than drop the model for a deployment this
                         // server cannot read.
-                        tracing::error!(model = model.name.as_str(), error = %err,
+                        tracing::error!(model = name.as_str(), error = %err,
                             "unusable deployment; the current one keeps serving");
                         self.followed
-                            .get(&model.name)
+                            .get(&name)
                             .and_then(|followed| followed.serving.clone())
                     }
                 },
-                // Deleted between the listing and this call: nothing to serve.
-                DeploymentAnswer::NoModel => None,
-                DeploymentAnswer::Unsupported => aspired_version(&model).map(Routing::single),
+                // A listed model deleted since the listing has nothing to serve.
+                None => {
+                    if !listed {
+                        tracing::warn!(model = name.as_str(), "model not in the registry");
+                    }
+                    None
+                }
             };
             if let Some(routing) = routing {
-                aspired.insert(model.name, routing);
+                aspired.insert(name, routing);
             }
         }
         Ok(aspired)
@@ -549,12 +516,15 @@ impl RegistrySource {
         if target.is_dir() {
             return Ok(());
         }
-        let uri = self.client.download_uri(name, version).await?;
-        let artifact_path = proxied_artifact_path(&uri).ok_or_else(|| {
-            SourceError::Invalid(format!(
+        let uri = self
+            .client
+            .model_version_download_uri(name, version)
+            .await?;
+        if safe_proxied_path(&uri).is_none() {
+            return Err(SourceError::Invalid(format!(
                 "artifacts at '{uri}' are not served by the registry's artifact proxy"
-            ))
-        })?;
+            )));
+        }
         let files = self.client.version_files(name, version).await?;
         if files.is_empty() {
             return Err(SourceError::Invalid(format!(
@@ -571,7 +541,7 @@ impl RegistrySource {
                 .map_err(io_error(&staging))?;
         }
         let result = self
-            .download_into(&staging, &artifact_path, &files)
+            .download_into(&staging, &uri, &files)
             .await
             .and_then(|()| place_onnx_file(&staging));
         let result = match result {
@@ -595,8 +565,8 @@ impl RegistrySource {
     async fn download_into(
         &self,
         staging: &Path,
-        artifact_path: &str,
-        files: &[crate::registry_client::VersionFile],
+        artifact_uri: &str,
+        files: &[VersionFile],
     ) -> Result<(), SourceError> {
         for file in files {
             let relative = safe_relative_path(&file.path).ok_or_else(|| {
@@ -615,8 +585,11 @@ impl RegistrySource {
             {
                 continue;
             }
-            let url = self.client.artifact_url(artifact_path, &file.path);
-            let (size, sha256) = self.client.download(url, &dest).await?;
+            let downloaded = self
+                .client
+                .download_artifact(artifact_uri, &file.path, &dest)
+                .await?;
+            let (size, sha256) = (downloaded.size, downloaded.sha256);
             if size != file.size || !sha256.eq_ignore_ascii_case(&file.sha256) {
                 return Err(SourceError::Invalid(format!(
                     "{} does not match the registry's record: {size} bytes with sha256 {sha256}, expected {} bytes with sha256 {}",
@@ -705,69 +678,22 @@ fn place_onnx_file(dir: &Path) -> Result<(), SourceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry_client::{Alias, StagedVersion};
-
-    fn model(stages: &[(&str, &str)], aliases: &[(&str, &str)]) -> RegisteredModel {
-        RegisteredModel {
-            name: "pricing".to_owned(),
-            latest_versions: stages
-                .iter()
-                .map(|(version, stage)| StagedVersion {
-                    version: (*version).to_owned(),
-                    current_stage: (*stage).to_owned(),
-                })
-                .collect(),
-            aliases: aliases
-                .iter()
-                .map(|(alias, version)| Alias {
-                    alias: (*alias).to_owned(),
-                    version: (*version).to_owned(),
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn champion_wins_over_production() {
-        assert_eq!(aspired_version(&model(&[], &[])), None);
-        assert_eq!(
-            aspired_version(&model(&[("1", "Staging"), ("2", "Archived")], &[])),
-            None
-        );
-        assert_eq!(
-            aspired_version(&model(&[("3", "Production"), ("4", "Staging")], &[])),
-            Some(3)
-        );
-        assert_eq!(
-            aspired_version(&model(
-                &[("3", "Production")],
-                &[("challenger", "4"), ("champion", "2")]
-            )),
-            Some(2)
-        );
-        assert_eq!(
-            aspired_version(&model(&[("3", "Production")], &[("challenger", "4")])),
-            Some(3)
-        );
-    }
-
-    fn deployment(source: &str, routes: &[(i64, i64)], shadow: Option<i64>) -> Deployment {
+    fn deployment(source: &str, routes: &[(u64, u32)], shadow: Option<u64>) -> Deployment {
         Deployment {
+            name: "pricing".to_owned(),
             source: source.to_owned(),
             revision: 3,
             routes: routes
                 .iter()
-                .map(
-                    |&(version, weight)| crate::registry_client::DeploymentRoute {
-                        version,
-                        weight,
-                    },
-                )
+                .map(|&(version, weight)| okla_client::Route { version, weight })
                 .collect(),
-            sticky: Some(crate::registry_client::DeploymentSticky {
+            sticky: Some(okla_client::Sticky {
                 routing_key_header: "X-User-Id".to_owned(),
             }),
             shadow,
+            canary_gate: None,
+            updated_at: None,
+            updated_by: None,
         }
     }
 
@@ -783,28 +709,21 @@ mod tests {
         assert_eq!(deployment_routing(&deployment("none", &[], None)), Ok(None));
         for bad in [
             deployment("explicit", &[(0, 100)], None),
-            deployment("explicit", &[(1, -5), (2, 105)], None),
             deployment("explicit", &[(1, 0)], None),
-            deployment("explicit", &[(1, 100)], Some(-1)),
+            deployment("explicit", &[(1, 100)], Some(0)),
         ] {
             assert!(deployment_routing(&bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn storage_locations_map_to_proxy_paths() {
-        assert_eq!(
-            proxied_artifact_path("mlflow-artifacts:/1/models/m-abc/artifacts").as_deref(),
-            Some("1/models/m-abc/artifacts")
-        );
-        assert_eq!(
-            proxied_artifact_path("mlflow-artifacts://registry:5000/1/run/artifacts/model/")
-                .as_deref(),
-            Some("1/run/artifacts/model")
-        );
-        assert_eq!(proxied_artifact_path("s3://bucket/1/model"), None);
-        assert_eq!(proxied_artifact_path("mlflow-artifacts:/1/../../etc"), None);
-        assert_eq!(proxied_artifact_path("mlflow-artifacts:/"), None);
+        // Negative weights and versions do not even decode.
+        for bad in [
+            serde_json::json!({"routes": [{"version": 1, "weight": -5}, {"version": 2, "weight": 105}]}),
+            serde_json::json!({"routes": [{"version": 1, "weight": 100}], "shadow": -1}),
+        ] {
+            assert!(
+                serde_json::from_value::<Deployment>(bad.clone()).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

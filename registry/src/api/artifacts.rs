@@ -19,19 +19,8 @@ use crate::state::AppState;
 
 const API_PREFIX: &str = "/api/2.0/mlflow-artifacts";
 
-/// The proxied path of an `mlflow-artifacts:` URI (`mlflow-artifacts:/1/x` or
-/// `mlflow-artifacts://host:port/1/x`); `None` for URIs that live elsewhere.
-pub fn proxied_path(uri: &str) -> Option<String> {
-    let rest = uri.strip_prefix("mlflow-artifacts:")?;
-    let path = match rest.strip_prefix("//") {
-        Some(authority_and_path) => authority_and_path
-            .split_once('/')
-            .map(|(_, path)| path)
-            .unwrap_or(""),
-        None => rest.trim_start_matches('/'),
-    };
-    Some(path.to_owned())
-}
+/// The UI links a run's artifacts through the proxy too.
+pub use okla_proto::mlflow::proxied_path;
 
 /// Hashes every file of a model version from the artifact store, for the version's file list.
 pub(super) async fn digest_files(state: &AppState, path: &str) -> Result<Vec<VersionFile>> {
@@ -280,26 +269,4 @@ pub(super) async fn abort_multipart(
     let upload_id = super::required(request.upload_id, "upload_id")?;
     state.artifacts.abort_multipart(&target, &upload_id).await?;
     Ok(empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proxied_paths() {
-        let table = [
-            ("mlflow-artifacts:/1/abc/artifacts", Some("1/abc/artifacts")),
-            (
-                "mlflow-artifacts://host:5000/2/models/m-1/artifacts",
-                Some("2/models/m-1/artifacts"),
-            ),
-            ("mlflow-artifacts:/", Some("")),
-            ("s3://bucket/x", None),
-            ("runs:/abc/model", None),
-        ];
-        for (uri, expected) in table {
-            assert_eq!(proxied_path(uri).as_deref(), expected, "{uri}");
-        }
-    }
 }

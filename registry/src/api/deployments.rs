@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{Actor, Fields, MlflowJson, lenient_opt_i64};
-use super::wire::DeploymentWire;
+use super::wire::deployment;
 use crate::domain::deployments::{CanaryGate, DeploymentSpec, Route, Sticky};
 use crate::domain::model_registry;
 use crate::error::{Error, Result};
@@ -76,8 +76,10 @@ pub(super) struct RollbackDeployment {
 
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>> {
     let deployments = state.store.list_deployments().await?;
-    let deployments: Vec<DeploymentWire> = deployments.iter().map(DeploymentWire::from).collect();
-    Ok(Json(json!({ "deployments": deployments })))
+    let list = okla_proto::wire::DeploymentList {
+        deployments: deployments.iter().map(deployment).collect(),
+    };
+    Ok(Json(json!(list)))
 }
 
 pub(super) async fn get(
@@ -149,8 +151,10 @@ pub(super) async fn rollback(
     Ok(answer(&deployment))
 }
 
-fn answer(deployment: &crate::store::deployments::DeploymentState) -> Json<Value> {
-    Json(json!({ "deployment": DeploymentWire::from(deployment) }))
+fn answer(state: &crate::store::deployments::DeploymentState) -> Json<Value> {
+    Json(json!(okla_proto::wire::DeploymentAnswer {
+        deployment: deployment(state),
+    }))
 }
 
 fn model_name(name: String) -> Result<String> {

@@ -5,6 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use okla_proto::events as proto;
+use okla_proto::wire::{EventsPage, FeedEvent};
 use prost::Message;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -53,28 +54,28 @@ pub(super) async fn list(
     };
     let events = state.store.events_after(after, limit).await?;
     let next_after = events.last().map_or(after, |event| event.sequence);
-    let events = events.iter().map(event_json).collect::<Result<Vec<_>>>()?;
-    Ok(Json(json!({ "events": events, "next_after": next_after })))
+    let events = events.iter().map(feed_event).collect::<Result<Vec<_>>>()?;
+    Ok(Json(json!(EventsPage { events, next_after })))
 }
 
-fn event_json(row: &OutboxEvent) -> Result<Value> {
+fn feed_event(row: &OutboxEvent) -> Result<FeedEvent> {
     let event = proto::ModelEvent::decode(row.payload.as_slice()).map_err(|error| {
         Error::Internal(anyhow::anyhow!(
             "outbox event {} does not decode: {error}",
             row.sequence
         ))
     })?;
-    Ok(json!({
-        "sequence": row.sequence,
-        "event_id": row.event_id,
-        "model_name": row.model_name,
-        "model_sequence": row.model_sequence,
-        "routing_key": row.routing_key,
-        "occurred_at_ms": event.occurred_at_ms,
-        "actor": event.actor,
-        "published_at_ms": row.published_at,
-        "event": body_json(event.body.as_ref()),
-    }))
+    Ok(FeedEvent {
+        sequence: row.sequence,
+        event_id: row.event_id.clone(),
+        model_name: row.model_name.clone(),
+        model_sequence: row.model_sequence,
+        routing_key: row.routing_key.clone(),
+        occurred_at_ms: event.occurred_at_ms,
+        actor: event.actor.clone(),
+        published_at_ms: row.published_at,
+        event: body_json(event.body.as_ref()),
+    })
 }
 
 /// The body as `{"<oneof field name>": {...fields}}`, snake_case as in the .proto.

@@ -36,7 +36,7 @@ pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> 
     };
     match deserialize(bytes) {
         Ok(value) => Ok(value),
-        Err(error) => match quote_non_finite_literals(bytes) {
+        Err(error) => match okla_proto::mlflow::quote_non_finite(bytes) {
             Some(rewritten) => deserialize(&rewritten).map_err(invalid_body),
             None => Err(invalid_body(error)),
         },
@@ -65,53 +65,6 @@ fn invalid_body(error: serde_path_to_error::Error<serde_json::Error>) -> Error {
             error.inner()
         ))
     }
-}
-
-/// Rewrites bare `NaN`, `Infinity` and `-Infinity` outside strings as quoted strings, or returns
-/// `None` when there are none (so the original parse error stands).
-fn quote_non_finite_literals(bytes: &[u8]) -> Option<Vec<u8>> {
-    let mut output = Vec::with_capacity(bytes.len() + 16);
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut changed = false;
-    let mut index = 0;
-    while index < bytes.len() {
-        let byte = bytes[index];
-        if in_string {
-            output.push(byte);
-            match (escaped, byte) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            index += 1;
-            continue;
-        }
-        let rest = &bytes[index..];
-        let literal = [&b"-Infinity"[..], b"Infinity", b"NaN"]
-            .into_iter()
-            .find(|literal| rest.starts_with(literal));
-        match (byte, literal) {
-            (b'"', _) => {
-                in_string = true;
-                output.push(byte);
-                index += 1;
-            }
-            (_, Some(literal)) => {
-                output.push(b'"');
-                output.extend_from_slice(literal);
-                output.push(b'"');
-                index += literal.len();
-                changed = true;
-            }
-            _ => {
-                output.push(byte);
-                index += 1;
-            }
-        }
-    }
-    changed.then_some(output)
 }
 
 /// Query-string fields of a GET endpoint; repeated keys (`order_by=a&order_by=b`) become lists.
@@ -255,21 +208,8 @@ pub(super) fn lenient_f64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<
     }
 }
 
-/// Serialises a double as proto3 JSON does: non-finite values become strings.
-pub(super) fn serialize_f64<S: serde::Serializer>(
-    value: &f64,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    if value.is_nan() {
-        serializer.serialize_str("NaN")
-    } else if *value == f64::INFINITY {
-        serializer.serialize_str("Infinity")
-    } else if *value == f64::NEG_INFINITY {
-        serializer.serialize_str("-Infinity")
-    } else {
-        serializer.serialize_f64(*value)
-    }
-}
+/// Doubles are written as proto3 JSON does: non-finite values become strings.
+pub(super) use okla_proto::mlflow::serialize_double as serialize_f64;
 
 #[cfg(test)]
 mod tests {

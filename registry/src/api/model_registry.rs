@@ -336,7 +336,7 @@ pub(super) async fn create_model_version(
         .as_deref()
         .and_then(super::artifacts::proxied_path)
     {
-        Some(path) => super::artifacts::digest_files(&state, &path).await?,
+        Some(path) => super::artifacts::digest_files(&state, path).await?,
         None => Vec::new(),
     };
     let version = state

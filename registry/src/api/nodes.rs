@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{MlflowJson, MlflowQuery};
-use super::wire::NodeWire;
+use super::wire::node;
 use crate::domain::nodes::{ModelReport, NodeReport, VersionReport, VersionState};
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -69,8 +69,10 @@ pub(super) async fn list(
 ) -> Result<Json<Value>> {
     let model = request.model.as_deref().filter(|model| !model.is_empty());
     let nodes = state.store.list_nodes(model).await?;
-    let nodes: Vec<NodeWire> = nodes.iter().map(NodeWire::from).collect();
-    Ok(Json(json!({ "nodes": nodes })))
+    let list = okla_proto::wire::NodeList {
+        nodes: nodes.iter().map(node).collect(),
+    };
+    Ok(Json(json!(list)))
 }
 
 pub(super) async fn get(
@@ -90,8 +92,8 @@ pub(super) async fn delete(
     Ok(super::empty())
 }
 
-fn answer(node: &NodeState) -> Json<Value> {
-    Json(json!({ "node": NodeWire::from(node) }))
+fn answer(state: &NodeState) -> Json<Value> {
+    Json(json!(okla_proto::wire::NodeAnswer { node: node(state) }))
 }
 
 fn missing(field: &str) -> Error {

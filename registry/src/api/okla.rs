@@ -5,7 +5,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
-use super::wire::{HistoryEntryWire, ModelVersionWire, VersionFileWire};
+use super::wire::{ModelVersionWire, history_entry, version_file};
 use crate::domain::model_registry;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -17,7 +17,7 @@ pub(super) async fn version_files(
     let version = model_registry::parse_version(&version).map_err(Error::invalid)?;
     let model_version = state.store.get_model_version(&name, version).await?;
     let files = state.store.version_files(&name, version).await?;
-    let files: Vec<VersionFileWire> = files.iter().map(VersionFileWire::from).collect();
+    let files: Vec<okla_proto::wire::VersionFile> = files.iter().map(version_file).collect();
     Ok(Json(
         json!({ "model_version": ModelVersionWire::from(&model_version), "files": files }),
     ))
@@ -28,6 +28,9 @@ pub(super) async fn model_history(
     Path(name): Path<String>,
 ) -> Result<Json<Value>> {
     let entries = state.store.model_history(&name).await?;
-    let entries: Vec<HistoryEntryWire> = entries.iter().map(HistoryEntryWire::from).collect();
-    Ok(Json(json!({ "name": name, "history": entries })))
+    let history = okla_proto::wire::ModelHistory {
+        name,
+        history: entries.iter().map(history_entry).collect(),
+    };
+    Ok(Json(json!(history)))
 }

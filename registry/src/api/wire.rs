@@ -4,10 +4,15 @@
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
+use okla_proto::wire;
+
 use super::extract::serialize_f64;
 use crate::domain::KeyValue;
 use crate::domain::model_registry::{HistoryEntry, ModelVersion, RegisteredModel, VersionFile};
+use crate::domain::nodes::VersionState;
 use crate::domain::tracking::{DatasetInput, Experiment, LoggedModel, Metric, Run, RunInfo};
+use crate::store::deployments::DeploymentState;
+use crate::store::nodes::NodeState;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(super) struct KeyValueWire {
@@ -391,53 +396,30 @@ impl From<&RegisteredModel> for RegisteredModelWire {
     }
 }
 
-#[derive(Serialize)]
-pub(super) struct VersionFileWire {
-    path: String,
-    size: i64,
-    sha256: String,
-}
-
-impl From<&VersionFile> for VersionFileWire {
-    fn from(file: &VersionFile) -> Self {
-        VersionFileWire {
-            path: file.path.clone(),
-            size: file.size,
-            sha256: file.sha256.clone(),
-        }
+/// A version file as okla's `/files` endpoint answers it.
+pub(super) fn version_file(file: &VersionFile) -> wire::VersionFile {
+    wire::VersionFile {
+        path: file.path.clone(),
+        // Sizes come from the artifact store and are never negative.
+        size: u64::try_from(file.size).unwrap_or_default(),
+        sha256: file.sha256.clone(),
     }
 }
 
-#[derive(Serialize)]
-pub(super) struct HistoryEntryWire {
-    id: i64,
-    name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    version: Option<String>,
-    kind: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    from: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    to: Option<String>,
-    actor: String,
-    timestamp: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    comment: Option<String>,
-}
-
-impl From<&HistoryEntry> for HistoryEntryWire {
-    fn from(entry: &HistoryEntry) -> Self {
-        HistoryEntryWire {
-            id: entry.id,
-            name: entry.name.clone(),
-            version: entry.version.map(|version| version.to_string()),
-            kind: entry.kind.clone(),
-            from: entry.from_value.clone(),
-            to: entry.to_value.clone(),
-            actor: entry.actor.clone(),
-            timestamp: entry.time,
-            comment: entry.comment.clone(),
-        }
+/// A history entry as okla's `/history` endpoint answers it.
+pub(super) fn history_entry(entry: &HistoryEntry) -> wire::HistoryEntry {
+    wire::HistoryEntry {
+        id: entry.id,
+        name: entry.name.clone(),
+        version: entry
+            .version
+            .and_then(|version| u64::try_from(version).ok()),
+        kind: entry.kind.clone(),
+        from: entry.from_value.clone(),
+        to: entry.to_value.clone(),
+        actor: entry.actor.clone(),
+        timestamp: entry.time,
+        comment: entry.comment.clone(),
     }
 }
 
@@ -478,132 +460,88 @@ impl<T: Serialize> Serialize for Listing<T> {
 }
 
 /// A model's effective deployment: `source` is `explicit`, `champion`, `production`, or `none`
-/// (no routes: the fleet serves nothing of the model). Versions are JSON numbers.
-#[derive(Serialize)]
-pub(super) struct DeploymentWire {
-    name: String,
-    source: &'static str,
-    revision: i64,
-    routes: Vec<DeploymentRouteWire>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sticky: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    shadow: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    canary_gate: Option<serde_json::Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    updated_at: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    updated_by: Option<String>,
-}
-
-#[derive(Serialize)]
-struct DeploymentRouteWire {
-    version: i64,
-    weight: i64,
-}
-
-impl From<&crate::store::deployments::DeploymentState> for DeploymentWire {
-    fn from(state: &crate::store::deployments::DeploymentState) -> Self {
-        let effective = state.effective.as_ref();
-        let spec = effective.map(|effective| &effective.spec);
-        DeploymentWire {
-            name: state.name.clone(),
-            source: effective.map_or("none", |effective| effective.source.as_str()),
-            revision: state.revision,
-            routes: spec
-                .map(|spec| {
-                    spec.routes
-                        .iter()
-                        .map(|route| DeploymentRouteWire {
-                            version: route.version,
-                            weight: route.weight,
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-            sticky: spec.and_then(|spec| spec.sticky.as_ref()).map(
-                |sticky| serde_json::json!({ "routing_key_header": sticky.routing_key_header }),
-            ),
-            shadow: spec.and_then(|spec| spec.shadow),
-            canary_gate: spec.and_then(|spec| spec.canary_gate).map(|gate| {
-                serde_json::json!({
-                    "version": gate.version,
-                    "max_error_rate_delta": gate.max_error_rate_delta,
-                    "max_p99_ratio": gate.max_p99_ratio,
-                    "min_requests": gate.min_requests,
-                })
+/// (no routes: the fleet serves nothing of the model). Versions are JSON numbers. The domain
+/// validated every number, so none is negative.
+pub(super) fn deployment(state: &DeploymentState) -> wire::Deployment {
+    let effective = state.effective.as_ref();
+    let spec = effective.map(|effective| &effective.spec);
+    wire::Deployment {
+        name: state.name.clone(),
+        source: effective
+            .map_or("none", |effective| effective.source.as_str())
+            .to_owned(),
+        revision: number(state.revision),
+        routes: spec
+            .map(|spec| {
+                spec.routes
+                    .iter()
+                    .map(|route| wire::Route {
+                        version: number(route.version),
+                        weight: u32::try_from(route.weight).unwrap_or_default(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        sticky: spec
+            .and_then(|spec| spec.sticky.as_ref())
+            .map(|sticky| wire::Sticky {
+                routing_key_header: sticky.routing_key_header.clone(),
             }),
-            updated_at: state.updated_at,
-            updated_by: state.updated_by.clone(),
-        }
+        shadow: spec.and_then(|spec| spec.shadow).map(number),
+        canary_gate: spec
+            .and_then(|spec| spec.canary_gate)
+            .map(|gate| wire::CanaryGate {
+                version: number(gate.version),
+                max_error_rate_delta: gate.max_error_rate_delta,
+                max_p99_ratio: gate.max_p99_ratio,
+                min_requests: number(gate.min_requests),
+            }),
+        updated_at: state.updated_at,
+        updated_by: state.updated_by.clone(),
     }
 }
 
 /// A serving node's latest report: its models as reported, plus when it reported and whether
-/// it is stale (three reports overdue). Versions are JSON numbers.
-#[derive(Serialize)]
-pub(super) struct NodeWire {
-    node_id: String,
-    http_url: Option<String>,
-    report_seconds: f64,
-    reported_at_ms: i64,
-    stale: bool,
-    models: Vec<NodeModelWire>,
-}
-
-#[derive(Serialize)]
-struct NodeModelWire {
-    model: String,
-    revision: Option<i64>,
-    versions: Vec<NodeVersionWire>,
-}
-
-#[derive(Serialize)]
-struct NodeVersionWire {
-    version: i64,
-    state: &'static str,
-    error: Option<String>,
-    load_seconds: Option<f64>,
-    requests: u64,
-    errors: u64,
-    requests_per_second: Option<f64>,
-    latency_bounds_seconds: Vec<f64>,
-    latency_counts: Vec<u64>,
-}
-
-impl From<&crate::store::nodes::NodeState> for NodeWire {
-    fn from(node: &crate::store::nodes::NodeState) -> Self {
-        let report = &node.report;
-        NodeWire {
-            node_id: node.node_id.clone(),
-            http_url: report.http_url.clone(),
-            report_seconds: report.interval_seconds(),
-            reported_at_ms: node.reported_at,
-            stale: node.stale,
-            models: report
-                .models
-                .iter()
-                .map(|model| NodeModelWire {
-                    model: model.model.clone(),
-                    revision: model.revision,
-                    versions: model
-                        .versions
-                        .iter()
-                        .map(|version| NodeVersionWire {
-                            version: version.version,
-                            state: version.state.as_str(),
-                            error: version.error.clone(),
-                            load_seconds: version.load_seconds,
-                            requests: version.requests,
-                            errors: version.errors,
-                            requests_per_second: version.requests_per_second,
-                            latency_bounds_seconds: version.latency_bounds_seconds.clone(),
-                            latency_counts: version.latency_counts.clone(),
-                        })
-                        .collect(),
-                })
-                .collect(),
-        }
+/// it is stale (three reports overdue). Versions are JSON numbers; unknown values are `null`.
+pub(super) fn node(node: &NodeState) -> wire::Node {
+    let report = &node.report;
+    wire::Node {
+        node_id: node.node_id.clone(),
+        http_url: report.http_url.clone(),
+        report_seconds: report.interval_seconds(),
+        reported_at_ms: node.reported_at,
+        stale: node.stale,
+        models: report
+            .models
+            .iter()
+            .map(|model| wire::NodeModel {
+                model: model.model.clone(),
+                revision: model.revision.map(number),
+                versions: model
+                    .versions
+                    .iter()
+                    .map(|version| wire::NodeVersion {
+                        version: number(version.version),
+                        state: match version.state {
+                            VersionState::Loading => wire::VersionState::Loading,
+                            VersionState::Serving => wire::VersionState::Serving,
+                            VersionState::Failed => wire::VersionState::Failed,
+                        },
+                        error: version.error.clone(),
+                        load_seconds: version.load_seconds,
+                        requests: version.requests,
+                        errors: version.errors,
+                        requests_per_second: version.requests_per_second,
+                        latency_bounds_seconds: version.latency_bounds_seconds.clone(),
+                        latency_counts: version.latency_counts.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
+}
+
+/// A version, revision or count the domain has validated as not negative.
+fn number(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or_default()
 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use okla_proto::policy;
 use serde::{Deserialize, Serialize};
 
 /// The weights of a deployment's routes sum to exactly this: they are percentages.
@@ -12,7 +13,7 @@ pub const TOTAL_WEIGHT: i64 = 100;
 /// More routes than this is a configuration mistake, not an experiment anyone can read.
 pub const MAX_ROUTES: usize = 10;
 /// The alias that, when set, decides the default deployment ahead of the Production stage.
-pub const CHAMPION_ALIAS: &str = "champion";
+pub use okla_proto::policy::CHAMPION_ALIAS;
 /// Longest sticky routing-key header name accepted; real header names are far shorter.
 pub const MAX_HEADER_NAME_CHARS: usize = 128;
 /// Longest comment or rollback reason recorded in the model history.
@@ -358,19 +359,14 @@ pub fn effective_deployment(
             spec: spec.clone(),
         });
     }
-    if let Some(version) = champion {
-        return Some(EffectiveDeployment {
-            source: DeploymentSource::Champion,
-            spec: DeploymentSpec::single(version),
-        });
-    }
-    production_versions
-        .iter()
-        .max()
-        .map(|version| EffectiveDeployment {
-            source: DeploymentSource::Production,
-            spec: DeploymentSpec::single(*version),
-        })
+    let (source, version) = policy::default_version(champion, production_versions.iter().copied())?;
+    Some(EffectiveDeployment {
+        source: match source {
+            policy::DefaultSource::Champion => DeploymentSource::Champion,
+            policy::DefaultSource::Production => DeploymentSource::Production,
+        },
+        spec: DeploymentSpec::single(version),
+    })
 }
 
 #[cfg(test)]

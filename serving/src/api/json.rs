@@ -278,7 +278,7 @@ fn to_float(
         Scalar::Int(i) => Ok(*i as f64),
         Scalar::Uint(u) => Ok(*u as f64),
         Scalar::Float(f) => Ok(*f),
-        // Strict JSON has no NaN or infinities; accept them as strings (and see `relax_non_finite`).
+        // Strict JSON has no NaN or infinities; accept them as strings (and see `parse_relaxed`).
         Scalar::Str(s) => match s.as_str() {
             "NaN" | "nan" | "-NaN" | "-nan" => Ok(f64::NAN),
             "Infinity" | "inf" | "+Infinity" | "+inf" => Ok(f64::INFINITY),
@@ -376,56 +376,11 @@ pub fn to_tensor_data(
 pub fn parse_relaxed<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
     match serde_json::from_slice(body) {
         Ok(value) => Ok(value),
-        Err(err) => match relax_non_finite(body) {
+        Err(err) => match okla_proto::mlflow::quote_non_finite(body) {
             Some(rewritten) => serde_json::from_slice(&rewritten).map_err(|_| err),
             None => Err(err),
         },
     }
-}
-
-/// Quotes bare `NaN`, `Infinity` and `-Infinity` tokens outside strings, so they reach
-/// [`to_float`] as strings. Returns `None` when there is none.
-pub fn relax_non_finite(body: &[u8]) -> Option<Vec<u8>> {
-    const TOKENS: [&[u8]; 3] = [b"-Infinity", b"Infinity", b"NaN"];
-    let mut out = Vec::new();
-    let mut copied = 0;
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut i = 0;
-    while i < body.len() {
-        let byte = body[i];
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-            i += 1;
-            continue;
-        }
-        if byte == b'"' {
-            in_string = true;
-            i += 1;
-            continue;
-        }
-        if let Some(token) = TOKENS.iter().find(|token| body[i..].starts_with(token)) {
-            out.extend_from_slice(&body[copied..i]);
-            out.push(b'"');
-            out.extend_from_slice(token);
-            out.push(b'"');
-            i += token.len();
-            copied = i;
-            continue;
-        }
-        i += 1;
-    }
-    if copied == 0 {
-        return None;
-    }
-    out.extend_from_slice(&body[copied..]);
-    Some(out)
 }
 
 /// How BYTES elements that are not UTF-8 are written.
@@ -717,7 +672,10 @@ mod tests {
         };
         assert!(values[0].is_nan());
         assert_eq!(&values[1..], &[f32::INFINITY, f32::NEG_INFINITY, 1.0]);
-        assert_eq!(relax_non_finite(br#"{"a": "NaN"}"#), None);
+        assert_eq!(
+            okla_proto::mlflow::quote_non_finite(br#"{"a": "NaN"}"#),
+            None
+        );
         assert!(parse_relaxed::<Value>(b"{bad").is_err());
     }
 
