@@ -57,7 +57,7 @@ pub async fn start(config: &ServingConfig) -> anyhow::Result<InferenceService> {
 /// unreachable registry is retried on every poll, an unreachable broker with backoff.
 /// The node reports its state to the registry every `--report-seconds` ([`NodeReporter`]);
 /// `http_port` is the port it answers HTTP on, part of its default name.
-pub fn spawn_registry_source(
+pub async fn spawn_registry_source(
     service: &InferenceService,
     registry_url: &str,
     config: &ServingConfig,
@@ -73,6 +73,7 @@ pub fn spawn_registry_source(
         service.manager().clone(),
         service.metrics_handle(),
     )
+    .await
     .with_context(|| {
         format!(
             "cannot use the cache directory {}",

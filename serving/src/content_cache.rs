@@ -6,9 +6,9 @@
 //! Files live at `DIR/<sha256>` and reach version directories as hard links (a copy where the
 //! file system refuses links), so evicting a file never takes bytes from a version that serves.
 //!
-//! Every method blocks on the file system (linking, copying, and the deletes of evicted files
-//! that moka runs inside `keep`); async code calls the `_async` variants, which do that work on
-//! tokio's blocking pool.
+//! Linking, copying and the deletes of evicted files (which moka runs inside `keep`) block on
+//! the file system, so `link_into` and `keep` do that work on tokio's blocking pool; `open`
+//! blocks and runs at start-up, on the blocking pool too.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -62,7 +62,7 @@ impl ContentCache {
     }
 
     /// Puts the file with this content at `dest` if the cache has it; `false` when it does not.
-    pub fn link_into(&self, sha256: &str, size: u64, dest: &Path) -> io::Result<bool> {
+    fn link_into_blocking(&self, sha256: &str, size: u64, dest: &Path) -> io::Result<bool> {
         let sha256 = sha256.to_ascii_lowercase();
         if self.index.get(&sha256) != Some(size) {
             return Ok(false);
@@ -79,7 +79,7 @@ impl ContentCache {
     }
 
     /// Keeps `file`, whose content was verified to hash to `sha256`.
-    pub fn keep(&self, sha256: &str, size: u64, file: &Path) -> io::Result<()> {
+    fn keep_blocking(&self, sha256: &str, size: u64, file: &Path) -> io::Result<()> {
         let sha256 = sha256.to_ascii_lowercase();
         if !is_sha256(&sha256) {
             return Ok(());
@@ -95,22 +95,23 @@ impl ContentCache {
         Ok(())
     }
 
-    /// [`ContentCache::link_into`] on the blocking pool.
-    pub async fn link_into_async(&self, sha256: &str, size: u64, dest: &Path) -> io::Result<bool> {
+    /// Puts the file with this content at `dest` if the cache has it; `false` when it does not.
+    /// Linking or copying runs on the blocking pool.
+    pub async fn link_into(&self, sha256: &str, size: u64, dest: &Path) -> io::Result<bool> {
         let cache = self.clone();
         let sha256 = sha256.to_owned();
         let dest = dest.to_owned();
-        tokio::task::spawn_blocking(move || cache.link_into(&sha256, size, &dest))
+        tokio::task::spawn_blocking(move || cache.link_into_blocking(&sha256, size, &dest))
             .await
             .map_err(io::Error::other)?
     }
 
-    /// [`ContentCache::keep`] on the blocking pool.
-    pub async fn keep_async(&self, sha256: &str, size: u64, file: &Path) -> io::Result<()> {
+    /// Keeps `file`, whose content was verified to hash to `sha256`, on the blocking pool.
+    pub async fn keep(&self, sha256: &str, size: u64, file: &Path) -> io::Result<()> {
         let cache = self.clone();
         let sha256 = sha256.to_owned();
         let file = file.to_owned();
-        tokio::task::spawn_blocking(move || cache.keep(&sha256, size, &file))
+        tokio::task::spawn_blocking(move || cache.keep_blocking(&sha256, size, &file))
             .await
             .map_err(io::Error::other)?
     }
@@ -167,15 +168,25 @@ mod tests {
         let cache_dir = work.path().join("blobs");
         let cache = ContentCache::open(cache_dir.clone(), 1 << 20).unwrap();
         let (file, sha256) = stored(work.path(), b"weights");
-        assert!(!cache.link_into(&sha256, 7, &work.path().join("a")).unwrap());
-        cache.keep(&sha256, 7, &file).unwrap();
+        assert!(
+            !cache
+                .link_into_blocking(&sha256, 7, &work.path().join("a"))
+                .unwrap()
+        );
+        cache.keep_blocking(&sha256, 7, &file).unwrap();
         std::fs::remove_file(&file).unwrap();
 
         let dest = work.path().join("b");
-        assert!(cache.link_into(&sha256.to_uppercase(), 7, &dest).unwrap());
+        assert!(
+            cache
+                .link_into_blocking(&sha256.to_uppercase(), 7, &dest)
+                .unwrap()
+        );
         assert_eq!(std::fs::read(&dest).unwrap(), b"weights");
         assert!(
-            !cache.link_into(&sha256, 8, &work.path().join("c")).unwrap(),
+            !cache
+                .link_into_blocking(&sha256, 8, &work.path().join("c"))
+                .unwrap(),
             "a size that differs from the record is a miss"
         );
 
@@ -184,29 +195,29 @@ mod tests {
         let reopened = ContentCache::open(cache_dir.clone(), 1 << 20).unwrap();
         assert!(
             reopened
-                .link_into(&sha256, 7, &work.path().join("d"))
+                .link_into_blocking(&sha256, 7, &work.path().join("d"))
                 .unwrap()
         );
         assert!(!cache_dir.join("leftover.partial").exists());
     }
 
     #[tokio::test]
-    async fn the_async_variants_keep_and_link_alike() {
+    async fn keeping_and_linking_on_the_blocking_pool() {
         let work = tempfile::tempdir().unwrap();
         let cache = ContentCache::open(work.path().join("blobs"), 1 << 20).unwrap();
         let (file, sha256) = stored(work.path(), b"weights");
         let missing = work.path().join("a");
-        assert!(!cache.link_into_async(&sha256, 7, &missing).await.unwrap());
+        assert!(!cache.link_into(&sha256, 7, &missing).await.unwrap());
         assert!(!missing.exists());
-        cache.keep_async(&sha256, 7, &file).await.unwrap();
+        cache.keep(&sha256, 7, &file).await.unwrap();
         std::fs::remove_file(&file).unwrap();
 
         let dest = work.path().join("b");
-        assert!(cache.link_into_async(&sha256, 7, &dest).await.unwrap());
+        assert!(cache.link_into(&sha256, 7, &dest).await.unwrap());
         assert_eq!(std::fs::read(&dest).unwrap(), b"weights");
         assert!(
             !cache
-                .link_into_async(&sha256, 8, &work.path().join("c"))
+                .link_into(&sha256, 8, &work.path().join("c"))
                 .await
                 .unwrap()
         );
@@ -220,7 +231,7 @@ mod tests {
         let mut kept = Vec::new();
         for index in 0..8u8 {
             let (file, sha256) = stored(work.path(), &vec![index; 16 * 1024]);
-            cache.keep(&sha256, 16 * 1024, &file).unwrap();
+            cache.keep_blocking(&sha256, 16 * 1024, &file).unwrap();
             kept.push(sha256);
         }
         assert!(cache.weighted_bytes() <= 64 * 1024);

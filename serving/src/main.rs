@@ -33,7 +33,8 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(stop_on_signal(shutdown.clone()));
     if let Some(registry) = &config.registry {
         let http_port = http.local_addr()?.port();
-        app::spawn_registry_source(&service, registry, &config, http_port, shutdown.clone())?;
+        app::spawn_registry_source(&service, registry, &config, http_port, shutdown.clone())
+            .await?;
     } else if config.repository_poll_seconds > 0 {
         let every = std::time::Duration::from_secs(config.repository_poll_seconds);
         app::spawn_repository_sync(&service, every, shutdown.clone());

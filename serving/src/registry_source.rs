@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use okla_client::{Client, Deployment, Error as ClientError, VersionFile};
 use okla_proto::mlflow::safe_proxied_path;
+use okla_runtime::{Backoff, Delays};
 use tokio_util::sync::CancellationToken;
 
 use crate::content_cache::ContentCache;
@@ -28,8 +29,8 @@ use crate::manager::ModelManager;
 use crate::metrics::{Metrics, ModelLabels};
 use crate::node_report::SourceFailures;
 use crate::repository::CONFIG_FILE;
+use crate::request::VersionSelector;
 use crate::router::Routing;
-use crate::service::VersionSelector;
 
 /// Hidden, so the repository scan never takes it for a model.
 const STAGING_DIR: &str = ".staging";
@@ -37,8 +38,11 @@ const STAGING_DIR: &str = ".staging";
 const BLOBS_DIR: &str = ".blobs";
 const ONNX_FILE: &str = "model.onnx";
 const MLMODEL_FILE: &str = "MLmodel";
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-const LONGEST_RETRY: Duration = Duration::from_secs(300);
+/// How long a failed rollout waits before it is tried again.
+const RETRY: Backoff = Backoff {
+    initial: Duration::from_secs(1),
+    max: Duration::from_secs(300),
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -147,12 +151,6 @@ pub fn onnx_flavor_file(mlmodel: &str) -> Option<String> {
     None
 }
 
-/// How long to wait before trying a failed version again, after `failures` failures.
-pub fn retry_delay(failures: u32) -> Duration {
-    let factor = 2u32.saturating_pow(failures.saturating_sub(1).min(16));
-    FIRST_RETRY.saturating_mul(factor).min(LONGEST_RETRY)
-}
-
 /// `config.toml` serving exactly `versions`.
 fn config_text(versions: &[u64]) -> String {
     let list: Vec<String> = versions.iter().map(u64::to_string).collect();
@@ -173,11 +171,29 @@ struct Followed {
     retry: Option<Retry>,
 }
 
+impl Followed {
+    /// Schedules the next try of `versions`: the same versions back off further, others start
+    /// over. Returns the wait.
+    fn schedule_retry(&mut self, versions: &[u64]) -> Duration {
+        let mut delays = match self.retry.take() {
+            Some(retry) if retry.versions == versions => retry.delays,
+            _ => RETRY.delays(),
+        };
+        let delay = delays.next_delay();
+        self.retry = Some(Retry {
+            versions: versions.to_vec(),
+            delays,
+            at: Instant::now() + delay,
+        });
+        delay
+    }
+}
+
 #[derive(Debug)]
 struct Retry {
     /// The versions of the deployment whose rollout failed.
     versions: Vec<u64>,
-    failures: u32,
+    delays: Delays,
     at: Instant,
 }
 
@@ -197,7 +213,7 @@ pub struct RegistrySource {
 impl RegistrySource {
     /// Prepares the cache directory; leftovers of an interrupted download are removed. Files
     /// no version uses any more are kept up to `content_cache_bytes`.
-    pub fn new(
+    pub async fn new(
         client: Client,
         models: Vec<String>,
         cache: PathBuf,
@@ -206,13 +222,20 @@ impl RegistrySource {
         metrics: Arc<Metrics>,
     ) -> Result<RegistrySource, SourceError> {
         let staging = cache.join(STAGING_DIR);
-        if staging.exists() {
-            std::fs::remove_dir_all(&staging).map_err(io_error(&staging))?;
-        }
-        std::fs::create_dir_all(&staging).map_err(io_error(&staging))?;
+        remove_dir_if_present(&staging).await?;
+        tokio::fs::create_dir_all(&staging)
+            .await
+            .map_err(io_error(&staging))?;
         let blobs_dir = cache.join(BLOBS_DIR);
-        let blobs = ContentCache::open(blobs_dir.clone(), content_cache_bytes)
-            .map_err(io_error(&blobs_dir))?;
+        // Opening scans the directory and deletes leftovers.
+        let blobs = {
+            let dir = blobs_dir.clone();
+            tokio::task::spawn_blocking(move || ContentCache::open(dir, content_cache_bytes))
+                .await
+                .map_err(std::io::Error::other)
+                .flatten()
+                .map_err(io_error(&blobs_dir))?
+        };
         Ok(RegistrySource {
             client,
             models,
@@ -265,7 +288,7 @@ impl RegistrySource {
                 return;
             }
         };
-        self.drop_unfollowed(&aspired);
+        self.drop_unfollowed(&aspired).await;
 
         let mut rolling = Vec::new();
         let mut reload = Vec::new();
@@ -323,7 +346,7 @@ impl RegistrySource {
             // Every version of the new routing is ready and the old ones still are, so the
             // switch drops no request; the old versions go in the sync below.
             self.manager.set_routing(&name, Some(routing.clone()));
-            if let Err(err) = self.write_config(&name, &versions) {
+            if let Err(err) = self.write_config(&name, &versions).await {
                 tracing::error!(model = name.as_str(), error = %err, "cannot finish the rollout");
                 continue;
             }
@@ -342,7 +365,7 @@ impl RegistrySource {
                     shadow = ?routing.shadow,
                     "serving the registry's deployment"
                 );
-                self.remove_other_versions(&name, &routing.versions());
+                self.remove_other_versions(&name, &routing.versions()).await;
             }
         }
         let all_served = aspired.keys().all(|name| {
@@ -406,15 +429,9 @@ impl RegistrySource {
     }
 
     /// Models with nothing to serve any more leave the cache; the next sync unloads them.
-    fn drop_unfollowed(&mut self, aspired: &BTreeMap<String, Routing>) {
-        let Ok(entries) = std::fs::read_dir(&self.cache) else {
-            return;
-        };
-        for entry in entries.filter_map(Result::ok) {
-            let Ok(name) = entry.file_name().into_string() else {
-                continue;
-            };
-            if name.starts_with('.') || aspired.contains_key(&name) || !entry.path().is_dir() {
+    async fn drop_unfollowed(&mut self, aspired: &BTreeMap<String, Routing>) {
+        for (name, path) in subdirectories(&self.cache).await {
+            if name.starts_with('.') || aspired.contains_key(&name) {
                 continue;
             }
             // Renamed out of sight first, so a scan never sees half a model.
@@ -422,13 +439,13 @@ impl RegistrySource {
                 .cache
                 .join(STAGING_DIR)
                 .join(format!("removed-{name}-{}", std::process::id()));
-            match std::fs::rename(entry.path(), &trash) {
+            match tokio::fs::rename(&path, &trash).await {
                 Ok(()) => {
                     tracing::info!(
                         model = name.as_str(),
                         "model no longer served by the registry"
                     );
-                    if let Err(err) = std::fs::remove_dir_all(&trash) {
+                    if let Err(err) = tokio::fs::remove_dir_all(&trash).await {
                         tracing::warn!(path = %trash.display(), error = %err, "cannot remove");
                     }
                     self.followed.remove(&name);
@@ -458,7 +475,7 @@ impl RegistrySource {
             }
             // Back to the serving deployment while another rollout was failing.
             followed.retry = None;
-            self.write_config(name, &versions)?;
+            self.write_config(name, &versions).await?;
             return Ok(Prepared::Rollout { retry_load: false });
         }
         if let Some(retry) = &followed.retry
@@ -486,7 +503,7 @@ impl RegistrySource {
         let mut both: Vec<u64> = previous.into_iter().chain(versions).collect();
         both.sort_unstable();
         both.dedup();
-        let same_config = self.write_config(name, &both)?;
+        let same_config = self.write_config(name, &both).await?;
         // An unchanged directory is not reloaded by the sync, so a failed load is retried here.
         Ok(Prepared::Rollout {
             retry_load: retrying && same_config,
@@ -494,18 +511,10 @@ impl RegistrySource {
     }
 
     fn schedule_retry(&mut self, name: &str, versions: &[u64]) -> Duration {
-        let followed = self.followed.entry(name.to_owned()).or_default();
-        let failures = match &followed.retry {
-            Some(retry) if retry.versions == versions => retry.failures + 1,
-            _ => 1,
-        };
-        let delay = retry_delay(failures);
-        followed.retry = Some(Retry {
-            versions: versions.to_vec(),
-            failures,
-            at: Instant::now() + delay,
-        });
-        delay
+        self.followed
+            .entry(name.to_owned())
+            .or_default()
+            .schedule_retry(versions)
     }
 
     /// Puts the version's files at `CACHE/<name>/<version>/` unless already there. A version
@@ -513,7 +522,7 @@ impl RegistrySource {
     /// exists is not downloaded again.
     async fn materialise(&self, name: &str, version: u64) -> Result<(), SourceError> {
         let target = self.cache.join(name).join(version.to_string());
-        if target.is_dir() {
+        if is_dir(&target).await {
             return Ok(());
         }
         let uri = self
@@ -535,15 +544,11 @@ impl RegistrySource {
             .cache
             .join(STAGING_DIR)
             .join(format!("{name}-{version}"));
-        if staging.exists() {
-            tokio::fs::remove_dir_all(&staging)
-                .await
-                .map_err(io_error(&staging))?;
-        }
-        let result = self
-            .download_into(&staging, &uri, &files)
-            .await
-            .and_then(|()| place_onnx_file(&staging));
+        remove_dir_if_present(&staging).await?;
+        let result = match self.download_into(&staging, &uri, &files).await {
+            Ok(()) => place_onnx_file(&staging).await,
+            Err(err) => Err(err),
+        };
         let result = match result {
             Ok(()) => {
                 let model_dir = self.cache.join(name);
@@ -581,6 +586,7 @@ impl RegistrySource {
             if self
                 .blobs
                 .link_into(&file.sha256, file.size, &dest)
+                .await
                 .map_err(io_error(&dest))?
             {
                 continue;
@@ -596,7 +602,7 @@ impl RegistrySource {
                     file.path, file.size, file.sha256
                 )));
             }
-            if let Err(err) = self.blobs.keep(&sha256, size, &dest) {
+            if let Err(err) = self.blobs.keep(&sha256, size, &dest).await {
                 // Only a later download is lost.
                 tracing::warn!(file = %dest.display(), error = %err, "cannot keep in the content cache");
             }
@@ -605,38 +611,37 @@ impl RegistrySource {
     }
 
     /// Writes `config.toml` (atomically) naming `versions`; returns whether it was unchanged.
-    fn write_config(&mut self, name: &str, versions: &[u64]) -> Result<bool, SourceError> {
+    async fn write_config(&mut self, name: &str, versions: &[u64]) -> Result<bool, SourceError> {
         let model_dir = self.cache.join(name);
         let path = model_dir.join(CONFIG_FILE);
         let text = config_text(versions);
-        let unchanged = std::fs::read_to_string(&path).is_ok_and(|current| current == text);
+        let unchanged = tokio::fs::read_to_string(&path)
+            .await
+            .is_ok_and(|current| current == text);
         if !unchanged {
-            std::fs::create_dir_all(&model_dir).map_err(io_error(&model_dir))?;
+            tokio::fs::create_dir_all(&model_dir)
+                .await
+                .map_err(io_error(&model_dir))?;
             let temporary = model_dir.join(format!(".{CONFIG_FILE}.tmp"));
-            std::fs::write(&temporary, &text).map_err(io_error(&temporary))?;
-            std::fs::rename(&temporary, &path).map_err(io_error(&path))?;
+            tokio::fs::write(&temporary, &text)
+                .await
+                .map_err(io_error(&temporary))?;
+            tokio::fs::rename(&temporary, &path)
+                .await
+                .map_err(io_error(&path))?;
         }
         self.followed.entry(name.to_owned()).or_default().configured = versions.to_vec();
         Ok(unchanged)
     }
 
     /// Version directories the manager no longer serves; their sessions hold what they need.
-    fn remove_other_versions(&self, name: &str, keep: &[u64]) {
-        let model_dir = self.cache.join(name);
-        let Ok(entries) = std::fs::read_dir(&model_dir) else {
-            return;
-        };
-        for entry in entries.filter_map(Result::ok) {
+    async fn remove_other_versions(&self, name: &str, keep: &[u64]) {
+        for (entry, path) in subdirectories(&self.cache.join(name)).await {
             let is_other_version = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u64>().ok())
-                .is_some_and(|v| !keep.contains(&v));
-            if is_other_version
-                && entry.path().is_dir()
-                && let Err(err) = std::fs::remove_dir_all(entry.path())
-            {
-                tracing::warn!(path = %entry.path().display(), error = %err, "cannot remove");
+                .parse::<u64>()
+                .is_ok_and(|version| !keep.contains(&version));
+            if is_other_version && let Err(err) = tokio::fs::remove_dir_all(&path).await {
+                tracing::warn!(path = %path.display(), error = %err, "cannot remove");
             }
         }
     }
@@ -652,27 +657,67 @@ enum Prepared {
 }
 
 /// The ONNX backend loads `model.onnx`; an mlflow `onnx` flavor may name its file otherwise.
-fn place_onnx_file(dir: &Path) -> Result<(), SourceError> {
+async fn place_onnx_file(dir: &Path) -> Result<(), SourceError> {
     let onnx = dir.join(ONNX_FILE);
     let mlmodel = dir.join(MLMODEL_FILE);
-    if onnx.exists() || !mlmodel.is_file() {
+    if tokio::fs::try_exists(&onnx).await.unwrap_or(false) || !is_file(&mlmodel).await {
         return Ok(());
     }
-    let text = std::fs::read_to_string(&mlmodel).map_err(io_error(&mlmodel))?;
+    let text = tokio::fs::read_to_string(&mlmodel)
+        .await
+        .map_err(io_error(&mlmodel))?;
     let Some(data) = onnx_flavor_file(&text) else {
         return Ok(());
     };
-    let source = safe_relative_path(&data)
-        .map(|relative| dir.join(relative))
-        .filter(|path| path.is_file())
-        .ok_or_else(|| {
-            SourceError::Invalid(format!(
-                "MLmodel names '{data}' as the ONNX file, which the version does not hold"
-            ))
-        })?;
-    std::fs::hard_link(&source, &onnx)
-        .or_else(|_| std::fs::copy(&source, &onnx).map(|_| ()))
-        .map_err(io_error(&onnx))
+    let unheld = || {
+        SourceError::Invalid(format!(
+            "MLmodel names '{data}' as the ONNX file, which the version does not hold"
+        ))
+    };
+    let source = dir.join(safe_relative_path(&data).ok_or_else(unheld)?);
+    if !is_file(&source).await {
+        return Err(unheld());
+    }
+    if tokio::fs::hard_link(&source, &onnx).await.is_err() {
+        tokio::fs::copy(&source, &onnx)
+            .await
+            .map_err(io_error(&onnx))?;
+    }
+    Ok(())
+}
+
+async fn is_dir(path: &Path) -> bool {
+    tokio::fs::metadata(path)
+        .await
+        .is_ok_and(|metadata| metadata.is_dir())
+}
+
+async fn is_file(path: &Path) -> bool {
+    tokio::fs::metadata(path)
+        .await
+        .is_ok_and(|metadata| metadata.is_file())
+}
+
+async fn remove_dir_if_present(path: &Path) -> Result<(), SourceError> {
+    match tokio::fs::remove_dir_all(path).await {
+        Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(io_error(path)(err)),
+        _ => Ok(()),
+    }
+}
+
+/// The subdirectories of `dir` with UTF-8 names, as (name, path); none when it cannot be read.
+async fn subdirectories(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut found = Vec::new();
+    let Ok(mut entries) = tokio::fs::read_dir(dir).await else {
+        return found;
+    };
+    while let Ok(Some(entry)) = entries.next_entry().await {
+        let is_dir = entry.file_type().await.is_ok_and(|kind| kind.is_dir());
+        if let (true, Ok(name)) = (is_dir, entry.file_name().into_string()) {
+            found.push((name, entry.path()));
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -763,11 +808,24 @@ mod tests {
     }
 
     #[test]
-    fn retries_back_off_exponentially_up_to_a_cap() {
-        assert_eq!(retry_delay(1), Duration::from_secs(1));
-        assert_eq!(retry_delay(2), Duration::from_secs(2));
-        assert_eq!(retry_delay(4), Duration::from_secs(8));
-        assert_eq!(retry_delay(40), LONGEST_RETRY);
+    fn retries_of_the_same_versions_back_off_and_other_versions_start_over() {
+        let within = |delay: Duration, nominal_secs: u64| {
+            let nominal = Duration::from_secs(nominal_secs);
+            assert!(
+                delay >= nominal / 2 && delay <= nominal,
+                "{delay:?} is not within [{:?}, {nominal:?}]",
+                nominal / 2
+            );
+        };
+        let mut followed = Followed::default();
+        within(followed.schedule_retry(&[2]), 1);
+        within(followed.schedule_retry(&[2]), 2);
+        within(followed.schedule_retry(&[2]), 4);
+        within(followed.schedule_retry(&[2, 3]), 1);
+        for _ in 0..20 {
+            followed.schedule_retry(&[2, 3]);
+        }
+        within(followed.schedule_retry(&[2, 3]), 300);
     }
 
     #[test]
