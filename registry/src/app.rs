@@ -22,9 +22,13 @@ pub async fn serve(
             shutdown.clone(),
         ));
     }
+    let audit = state.audit.clone();
     let router = crate::api::router(state, crate::ui::routes());
-    axum::serve(listener, router)
+    // The client address keys the slow-down of failed logins.
+    let service = router.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
+    audit.flush().await;
     Ok(())
 }

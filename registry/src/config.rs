@@ -1,7 +1,12 @@
 //! Command-line and environment configuration of `okla-registry`, parsed once in `main`.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use crate::auth::AuthSettings;
+use crate::domain::auth::Permission;
 use crate::error::{Error, Result};
 
 /// Registry settings. Flag names follow `mlflow server`; each flag also reads an environment variable.
@@ -23,6 +28,7 @@ pub struct RegistryConfig {
     #[arg(
         long,
         env = "OKLA_BACKEND_STORE_URI",
+        hide_env_values = true,
         default_value = "sqlite:///okla-data/okla.db"
     )]
     pub backend_store_uri: String,
@@ -45,8 +51,38 @@ pub struct RegistryConfig {
     pub db_max_connections: u32,
     /// RabbitMQ to publish model events to, e.g. `amqp://user:pass@host:5672/vhost`. Unset: no
     /// broker is contacted; events are still recorded and served by `GET /api/okla/v1/events`.
-    #[arg(long, env = "OKLA_AMQP_URL")]
+    #[arg(long, env = "OKLA_AMQP_URL", hide_env_values = true)]
     pub amqp_url: Option<String>,
+    /// `Host` headers the server answers, comma-separated: `host` (any port), `host:port`,
+    /// `[ipv6]:port`, or `*` for any (DNS-rebinding protection; `/health` answers any Host).
+    /// Default: the `--host` address, `localhost`, `127.0.0.1`, `[::1]` and this machine's
+    /// hostname; bound to `0.0.0.0` or `::`, also private-network addresses (10/8, 172.16/12,
+    /// 192.168/16, fc00::/7), as MLflow does. Any other name or address users type (a DNS
+    /// name, a public IP) must be listed here.
+    #[arg(long, env = "OKLA_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins allowed to call the API from their pages (CORS), comma-separated, e.g.
+    /// `https://notebooks.example.com`. Default: none; no CORS headers are sent, and a write
+    /// carrying any other `Origin` than the server's own is refused.
+    #[arg(long, env = "OKLA_CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
+    /// Turn authentication off: every caller may do everything. Refused unless `--host` is a
+    /// loopback address.
+    #[arg(long, env = "OKLA_NO_AUTH")]
+    pub no_auth: bool,
+    /// File holding the password of the user `admin`, created on the first start against an
+    /// empty user store (else the `OKLA_ADMIN_PASSWORD` environment variable). Ignored once
+    /// users exist.
+    #[arg(long, env = "OKLA_ADMIN_PASSWORD_FILE")]
+    pub admin_password_file: Option<PathBuf>,
+    /// What a user may do on an experiment or registered model they hold no grant on: READ,
+    /// USE, EDIT, MANAGE or NO_PERMISSIONS (MLflow's `default_permission`).
+    #[arg(long, env = "OKLA_DEFAULT_PERMISSION", default_value = "READ")]
+    pub default_permission: String,
+    /// How long verified passwords, token lookups and grants are reused before they are read
+    /// again (changes made through this server apply at once).
+    #[arg(long, env = "OKLA_AUTH_CACHE_SECONDS", default_value_t = 30)]
+    pub auth_cache_seconds: u64,
 }
 
 impl RegistryConfig {
@@ -61,8 +97,66 @@ impl RegistryConfig {
             max_artifact_bytes: 1024 * 1024 * 1024,
             db_max_connections: 8,
             amqp_url: None,
+            allowed_hosts: Vec::new(),
+            cors_allowed_origins: Vec::new(),
+            no_auth: true,
+            admin_password_file: None,
+            default_permission: "READ".to_owned(),
+            auth_cache_seconds: 30,
         }
     }
+
+    /// The authentication settings; `--no-auth` away from loopback and a default permission
+    /// that is not one are errors naming the flag.
+    pub fn auth_settings(&self) -> Result<AuthSettings> {
+        if self.no_auth && !is_loopback(&self.host) {
+            return Err(Error::invalid(format!(
+                "--no-auth is only allowed on a loopback address (--host 127.0.0.1, ::1 or localhost), not '{}': anyone who can reach the port could change production models",
+                self.host
+            )));
+        }
+        let default_permission = Permission::parse(&self.default_permission)
+            .ok()
+            .filter(|permission| *permission != Permission::Deny)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "invalid --default-permission '{}': use READ, USE, EDIT, MANAGE or NO_PERMISSIONS",
+                    self.default_permission
+                ))
+            })?;
+        Ok(AuthSettings {
+            disabled: self.no_auth,
+            default_permission,
+            cache_ttl: Duration::from_secs(self.auth_cache_seconds),
+        })
+    }
+
+    /// The admin password for the first start: `--admin-password-file`, else
+    /// `OKLA_ADMIN_PASSWORD` from `env`. Surrounding whitespace (a file's final newline) is
+    /// not part of it.
+    pub fn admin_password(&self, env: &HashMap<String, String>) -> Result<Option<String>> {
+        if let Some(path) = &self.admin_password_file {
+            let password = std::fs::read_to_string(path).map_err(|error| {
+                Error::invalid(format!(
+                    "cannot read --admin-password-file {}: {error}",
+                    path.display()
+                ))
+            })?;
+            return Ok(Some(password.trim().to_owned()));
+        }
+        Ok(env
+            .get("OKLA_ADMIN_PASSWORD")
+            .map(|password| password.trim().to_owned()))
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .is_ok_and(|address| address.is_loopback())
 }
 
 /// The metadata database named by `--backend-store-uri`.
@@ -135,5 +229,23 @@ mod tests {
         for (uri, expected) in table {
             assert_eq!(BackendStore::parse(uri).ok(), expected, "{uri}");
         }
+    }
+
+    #[test]
+    fn no_auth_only_on_loopback() {
+        let mut config = RegistryConfig::for_test("sqlite:///x.db", "a");
+        for host in ["127.0.0.1", "::1", "[::1]", "localhost", "127.0.0.2"] {
+            config.host = host.to_owned();
+            assert!(config.auth_settings().is_ok(), "{host}");
+        }
+        for host in ["0.0.0.0", "::", "10.0.0.4", "registry.example.com"] {
+            config.host = host.to_owned();
+            let error = config.auth_settings().unwrap_err().to_string();
+            assert!(error.contains("--no-auth"), "{error}");
+        }
+        config.no_auth = false;
+        assert!(config.auth_settings().is_ok());
+        config.default_permission = "DENY".to_owned();
+        assert!(config.auth_settings().is_err());
     }
 }

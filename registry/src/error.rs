@@ -7,9 +7,12 @@ use axum::response::{IntoResponse, Response};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorCode {
     InvalidParameterValue,
+    BadRequest,
+    Unauthenticated,
     ResourceDoesNotExist,
     ResourceAlreadyExists,
     ResourceConflict,
+    PermissionDenied,
     InternalError,
     TemporarilyUnavailable,
 }
@@ -18,9 +21,12 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidParameterValue => "INVALID_PARAMETER_VALUE",
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
             ErrorCode::ResourceDoesNotExist => "RESOURCE_DOES_NOT_EXIST",
             ErrorCode::ResourceAlreadyExists => "RESOURCE_ALREADY_EXISTS",
             ErrorCode::ResourceConflict => "RESOURCE_CONFLICT",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
             ErrorCode::InternalError => "INTERNAL_ERROR",
             ErrorCode::TemporarilyUnavailable => "TEMPORARILY_UNAVAILABLE",
         }
@@ -29,13 +35,15 @@ impl ErrorCode {
     /// MLflow answers an existing resource with 400, not 409, and the client relies on it.
     pub fn http_status(self) -> StatusCode {
         match self {
-            ErrorCode::InvalidParameterValue | ErrorCode::ResourceAlreadyExists => {
-                StatusCode::BAD_REQUEST
-            }
+            ErrorCode::InvalidParameterValue
+            | ErrorCode::BadRequest
+            | ErrorCode::ResourceAlreadyExists => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::ResourceDoesNotExist => StatusCode::NOT_FOUND,
             // MLflow's own mapping of RESOURCE_CONFLICT. Not retried by the mlflow client (only
             // 429 and 5xx are), which is right: the caller must re-read and decide again.
             ErrorCode::ResourceConflict => StatusCode::CONFLICT,
+            ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -46,6 +54,9 @@ impl ErrorCode {
 pub enum Error {
     #[error("{0}")]
     InvalidParameter(String),
+    /// A request MLflow refuses with its generic `BAD_REQUEST` code (an admin deleting itself).
+    #[error("{0}")]
+    BadRequest(String),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -54,6 +65,16 @@ pub enum Error {
     /// a version a deployment serves.
     #[error("{0}")]
     Conflict(String),
+    /// No credentials, or credentials that do not authenticate anyone.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Refused: a Host the server does not answer, a write from a foreign browser origin, or a
+    /// caller without the permission the request needs.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A write whose body is not JSON. MLflow's code, with HTTP's own status for it (415).
+    #[error("{0}")]
+    UnsupportedContentType(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("artifact storage error: {0}")]
@@ -76,9 +97,13 @@ impl Error {
     pub fn code(&self) -> ErrorCode {
         match self {
             Error::InvalidParameter(_) => ErrorCode::InvalidParameterValue,
+            Error::BadRequest(_) => ErrorCode::BadRequest,
             Error::NotFound(_) => ErrorCode::ResourceDoesNotExist,
             Error::AlreadyExists(_) => ErrorCode::ResourceAlreadyExists,
             Error::Conflict(_) => ErrorCode::ResourceConflict,
+            Error::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Error::Forbidden(_) => ErrorCode::PermissionDenied,
+            Error::UnsupportedContentType(_) => ErrorCode::InvalidParameterValue,
             Error::Database(sqlx::Error::PoolTimedOut) => ErrorCode::TemporarilyUnavailable,
             // PostgreSQL refuses text it cannot store (a NUL character): the client's input is at fault.
             Error::Database(sqlx::Error::Database(database_error))
@@ -87,6 +112,16 @@ impl Error {
                 ErrorCode::InvalidParameterValue
             }
             Error::Database(_) | Error::Storage(_) | Error::Internal(_) => ErrorCode::InternalError,
+        }
+    }
+}
+
+impl Error {
+    /// The HTTP status: the code's, except a non-JSON write, which is 415 Unsupported Media Type.
+    pub fn http_status(&self) -> StatusCode {
+        match self {
+            Error::UnsupportedContentType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            _ => self.code().http_status(),
         }
     }
 }
@@ -118,6 +153,7 @@ impl From<crate::artifacts::ArtifactError> for Error {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let code = self.code();
+        let status = self.http_status();
         let message = match code {
             // Server-side details stay in the log; the client only learns that it was not its fault.
             ErrorCode::InternalError | ErrorCode::TemporarilyUnavailable => {
@@ -130,7 +166,15 @@ impl IntoResponse for Error {
             _ => self.to_string(),
         };
         let body = serde_json::json!({ "error_code": code.as_str(), "message": message });
-        (code.http_status(), axum::Json(body)).into_response()
+        let mut response = (status, axum::Json(body)).into_response();
+        if code == ErrorCode::Unauthenticated {
+            // The realm MLflow's auth app sends; browsers prompt for a password on it.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Basic realm=\"mlflow\""),
+            );
+        }
+        response
     }
 }
 
@@ -149,6 +193,13 @@ mod tests {
                 400,
             ),
             (Error::Conflict("x".into()), "RESOURCE_CONFLICT", 409),
+            (Error::Forbidden("x".into()), "PERMISSION_DENIED", 403),
+            (Error::Unauthenticated("x".into()), "UNAUTHENTICATED", 401),
+            (
+                Error::UnsupportedContentType("x".into()),
+                "INVALID_PARAMETER_VALUE",
+                415,
+            ),
             (Error::Storage("disk".into()), "INTERNAL_ERROR", 500),
             (
                 Error::Database(sqlx::Error::PoolTimedOut),
@@ -158,7 +209,7 @@ mod tests {
         ];
         for (error, code, status) in table {
             assert_eq!(error.code().as_str(), code);
-            assert_eq!(error.code().http_status().as_u16(), status);
+            assert_eq!(error.http_status().as_u16(), status);
         }
     }
 }

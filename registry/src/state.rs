@@ -1,11 +1,15 @@
-//! The state every HTTP handler shares: the metadata store, the artifact store and the limits.
+//! The state every HTTP handler shares: the metadata store, the artifact store, the limits, the
+//! security policy and authentication.
 //! A module of its own so `api`, `ui` and `app` depend on it and not on each other.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::artifacts::ArtifactStore;
+use crate::audit::AuditLog;
+use crate::auth::Auth;
 use crate::config::{BackendStore, RegistryConfig};
+use crate::security::SecurityPolicy;
 use crate::store::Store;
 
 /// Request-size limits, from the configuration.
@@ -23,6 +27,12 @@ pub struct AppState {
     pub limits: Limits,
     /// Where the events relay publishes; `None` keeps events in the outbox and the feed.
     pub amqp_url: Option<String>,
+    /// Allowed hosts and CORS origins, applied to every request by `api::security`.
+    pub security: Arc<SecurityPolicy>,
+    /// Who a request is and what it may do.
+    pub auth: Auth,
+    /// Every mutation and refusal, written off the request path.
+    pub audit: AuditLog,
 }
 
 impl AppState {
@@ -32,9 +42,17 @@ impl AppState {
         config: &RegistryConfig,
         env: &HashMap<String, String>,
     ) -> anyhow::Result<AppState> {
+        // Checked first: a mistyped entry should not wait for a database connection to be reported.
+        let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+        let security = SecurityPolicy::from_config(config, &hostname)?;
+        let auth_settings = config.auth_settings()?;
+        let admin_password = config.admin_password(env)?;
         let backend = BackendStore::parse(&config.backend_store_uri)?;
         let store = Store::connect(&backend, config.db_max_connections).await?;
         let artifacts = ArtifactStore::from_destination(&config.artifacts_destination, env)?;
+        let auth = Auth::new(store.clone(), auth_settings);
+        auth.bootstrap(admin_password.as_deref()).await?;
+        let audit = AuditLog::start(store.clone());
         Ok(AppState {
             store,
             artifacts: Arc::new(artifacts),
@@ -43,6 +61,9 @@ impl AppState {
                 max_artifact_bytes: config.max_artifact_bytes,
             },
             amqp_url: config.amqp_url.clone().filter(|url| !url.is_empty()),
+            security: Arc::new(security),
+            auth,
+            audit,
         })
     }
 }

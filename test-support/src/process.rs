@@ -5,15 +5,18 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::RecvTimeoutError;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running program, killed (and reaped) when dropped, also when the test panics.
 ///
-/// Every line it prints on stdout (where our binaries log) is echoed to the test's stderr with
-/// the program's name, so a failing test shows the log and a passing one hides it.
+/// Every line it prints on stdout (where our binaries log) or stderr is echoed to the test's
+/// stderr with the program's name, so a failing test shows the log and a passing one hides it,
+/// and kept for [`TestProcess::output`].
 pub struct TestProcess {
     child: Child,
     addresses: HashMap<String, String>,
+    output: Arc<Mutex<String>>,
 }
 
 impl TestProcess {
@@ -29,14 +32,34 @@ impl TestProcess {
         );
         let mut child = command
             .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|error| panic!("{program} starts: {error}"));
         let stdout = child.stdout.take().expect("stdout is piped");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let output = Arc::new(Mutex::new(String::new()));
+        let keep = |output: &Arc<Mutex<String>>, line: &str| {
+            if let Ok(mut output) = output.lock() {
+                output.push_str(line);
+                output.push('\n');
+            }
+        };
+        {
+            let (output, log_name) = (output.clone(), name.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    keep(&output, &line);
+                    eprintln!("{log_name}: {line}");
+                }
+            });
+        }
         let prefixes: Vec<String> = ready_prefixes.iter().map(|&p| p.to_owned()).collect();
         let (sender, receiver) = std::sync::mpsc::channel();
         let log_name = name.clone();
+        let kept = output.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                keep(&kept, &line);
                 match prefixes
                     .iter()
                     .find(|prefix| line.starts_with(prefix.as_str()))
@@ -67,7 +90,19 @@ impl TestProcess {
                 }
             }
         }
-        TestProcess { child, addresses }
+        TestProcess {
+            child,
+            addresses,
+            output,
+        }
+    }
+
+    /// Everything the program printed so far, stdout and stderr.
+    pub fn output(&self) -> String {
+        self.output
+            .lock()
+            .map(|output| output.clone())
+            .unwrap_or_default()
     }
 
     /// What followed `ready_prefix` on the line that announced it.

@@ -60,12 +60,10 @@ pub(super) async fn download(
 ) -> Result<Response> {
     let path = ArtifactPath::parse(&path)?;
     let download = state.artifacts.get(&path).await?;
-    let mime = mime_guess::from_path(path.as_str()).first_or_octet_stream();
-    let mut headers = HeaderMap::new();
-    if let Ok(value) = HeaderValue::from_str(mime.essence_str()) {
-        headers.insert(header::CONTENT_TYPE, value);
-    }
-    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(download.size));
+    // Sent as an attachment typed so that no browser renders it as a page on our origin: an
+    // uploaded `.html` or `.svg` would otherwise run script here (stored XSS).
+    let file_name = path.as_str().rsplit('/').next().unwrap_or(path.as_str());
+    let headers = super::security::artifact_download_headers(file_name, download.size);
     Ok((headers, Body::from_stream(download.stream)).into_response())
 }
 

@@ -8,8 +8,10 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::access::Caller;
 use super::extract::{Actor, Fields, MlflowJson, lenient_opt_i64};
 use super::wire::deployment;
+use crate::domain::auth::ResourceType;
 use crate::domain::deployments::{CanaryGate, DeploymentSpec, Route, Sticky};
 use crate::domain::model_registry;
 use crate::error::{Error, Result};
@@ -74,8 +76,16 @@ pub(super) struct RollbackDeployment {
     expected_revision: Option<i64>,
 }
 
-pub(super) async fn list(State(state): State<AppState>) -> Result<Json<Value>> {
+pub(super) async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>> {
     let deployments = state.store.list_deployments().await?;
+    let deployments = caller
+        .readable(
+            &state,
+            ResourceType::RegisteredModel,
+            deployments,
+            |deployment| deployment.name.clone(),
+        )
+        .await?;
     let list = okla_proto::wire::DeploymentList {
         deployments: deployments.iter().map(deployment).collect(),
     };

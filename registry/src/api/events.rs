@@ -10,7 +10,9 @@ use prost::Message;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::access::Caller;
 use super::extract::MlflowQuery;
+use crate::domain::auth::ResourceType;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::store::outbox::OutboxEvent;
@@ -26,6 +28,7 @@ pub(super) struct FeedRequest {
 
 pub(super) async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     MlflowQuery(request): MlflowQuery<FeedRequest>,
 ) -> Result<Json<Value>> {
     let after = match request.after.as_deref().filter(|after| !after.is_empty()) {
@@ -53,7 +56,14 @@ pub(super) async fn list(
         },
     };
     let events = state.store.events_after(after, limit).await?;
+    // The cursor moves past events the caller may not read, so a page of only those does not
+    // stall a follower.
     let next_after = events.last().map_or(after, |event| event.sequence);
+    let events = caller
+        .readable(&state, ResourceType::RegisteredModel, events, |event| {
+            event.model_name.clone()
+        })
+        .await?;
     let events = events.iter().map(feed_event).collect::<Result<Vec<_>>>()?;
     Ok(Json(json!(EventsPage { events, next_after })))
 }

@@ -2,9 +2,10 @@
 //! reading the Python client needs (it sends `NaN` and `Infinity` as bare literals).
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::Method;
 use axum::http::request::Parts;
-use axum::http::{Method, header};
-use base64::Engine;
+
+use super::access::Caller;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -88,9 +89,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for MlflowQuery<T>
     }
 }
 
-/// The fields of an MLflow request, wherever they travel: the query string of a GET, the JSON
-/// body of a POST/PATCH/DELETE (the mlflow client sends DELETE fields in a body), or the query
-/// string of a bodiless DELETE from other clients.
+/// The fields of an MLflow request: the query string of a GET (or HEAD), the JSON body of a
+/// POST/PATCH/PUT/DELETE (the mlflow client sends DELETE fields in a body too). A write never
+/// reads the query string, so a link or a form's URL alone cannot carry a write's fields; a
+/// write with an empty body and a query string is refused by name.
 pub(super) struct Fields<T>(pub(super) T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Fields<T> {
@@ -98,21 +100,23 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Fields<T> {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Error> {
         let (mut parts, body) = request.into_parts();
-        let has_query = parts.uri.query().is_some_and(|query| !query.is_empty());
-        let bodiless = parts.method == Method::GET
-            || parts.method == Method::HEAD
-            || (has_query
-                && parts
-                    .headers
-                    .get(header::CONTENT_LENGTH)
-                    .is_none_or(|length| length == "0"));
-        if bodiless {
+        if parts.method == Method::GET || parts.method == Method::HEAD {
             let MlflowQuery(value) = MlflowQuery::from_request_parts(&mut parts, state).await?;
             return Ok(Fields(value));
         }
-        let MlflowJson(value) =
-            MlflowJson::from_request(Request::from_parts(parts, body), state).await?;
-        Ok(Fields(value))
+        let has_query = parts.uri.query().is_some_and(|query| !query.is_empty());
+        let method = parts.method.clone();
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|rejection| {
+                Error::invalid(format!("Could not read the request body: {rejection}"))
+            })?;
+        if has_query && bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::invalid(format!(
+                "The fields of a {method} request are read from its JSON body, not from the query string; send them as a JSON object with Content-Type: application/json"
+            )));
+        }
+        parse_json(&bytes).map(Fields)
     }
 }
 
@@ -120,39 +124,16 @@ fn form_urlencoded_parse(query: &str) -> form_urlencoded::Parse<'_> {
     form_urlencoded::parse(query.as_bytes())
 }
 
-/// Who made a change, for the model history: the basic-auth user the mlflow client sends
-/// (`MLFLOW_TRACKING_USERNAME`), else the `x-okla-actor` header, else "anonymous".
+/// Who made a change, for the model history and the events: the authenticated caller (with
+/// `--no-auth`, the name the caller claims, which can never be a reserved actor).
 pub(super) struct Actor(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for Actor {
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
-        let basic_user = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Basic "))
-            .and_then(|encoded| {
-                base64::engine::general_purpose::STANDARD
-                    .decode(encoded.trim())
-                    .ok()
-            })
-            .and_then(|decoded| String::from_utf8(decoded).ok())
-            .and_then(|pair| pair.split(':').next().map(str::to_owned))
-            .filter(|user| !user.is_empty());
-        let header = || {
-            parts
-                .headers
-                .get("x-okla-actor")
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned)
-        };
-        Ok(Actor(
-            basic_user
-                .or_else(header)
-                .unwrap_or_else(|| "anonymous".to_owned()),
-        ))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        Ok(Actor(caller.actor()))
     }
 }
 

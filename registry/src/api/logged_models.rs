@@ -5,6 +5,7 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::access::Caller;
 use super::extract::{Fields, lenient_opt_i64};
 use super::wire::{KeyValueWire, Listing, LoggedModelWire};
 use super::{empty, required};
@@ -194,13 +195,20 @@ fn ascending_default() -> bool {
 
 pub(super) async fn search(
     State(state): State<AppState>,
+    caller: Caller,
     Fields(request): Fields<SearchLoggedModelsRequest>,
 ) -> Result<Json<Listing<LoggedModelWire>>> {
-    let experiment_ids = request
+    let requested = request
         .experiment_ids
         .iter()
         .map(|id| tracking::parse_experiment_id(id).map_err(Error::invalid))
         .collect::<Result<Vec<_>>>()?;
+    let experiment_ids = caller
+        .readable_experiments(&state, requested.clone())
+        .await?;
+    if experiment_ids.is_empty() && !requested.is_empty() {
+        return Ok(Json(Listing::of("models", crate::store::Page::default())));
+    }
     let order_by: Vec<String> = request
         .order_by
         .iter()

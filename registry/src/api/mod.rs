@@ -4,6 +4,7 @@
 //! own UI uses), the artifact proxy under `/api/2.0/mlflow-artifacts`, and what MLflow lacks
 //! under `/api/okla/v1`.
 
+mod access;
 mod artifacts;
 mod deployments;
 mod events;
@@ -12,8 +13,10 @@ mod logged_models;
 mod model_registry;
 mod nodes;
 mod okla;
+mod security;
 mod series;
 mod tracking;
+mod users;
 mod wire;
 
 use std::any::Any;
@@ -22,6 +25,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 use serde_json::{Value, json};
@@ -38,10 +42,16 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Every route, with `pages` (the web UI's routes) merged in before the JSON fallback; `app`
 /// passes them in, so the API does not depend on the UI.
+///
+/// Around the routes, outermost first: tracing, panics as 500s, `nosniff` on every answer, the
+/// Host check, CORS (only with `--cors-allowed-origins`), the refusal of foreign-origin and
+/// non-JSON writes, then authentication and the permission the route needs (`access.rs`); UI
+/// pages also get the browser security headers (`security.rs`).
 pub fn router(state: AppState, pages: Router<AppState>) -> Router {
     let max_request_bytes = state.limits.max_request_bytes;
+    let policy = state.security.clone();
     let mlflow = mlflow_routes();
-    Router::new()
+    let routes = Router::new()
         .route("/health", get(|| async { "OK" }))
         .route("/version", get(|| async { VERSION }))
         .route("/api/3.0/mlflow/server-info", get(server_info))
@@ -49,6 +59,17 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
         .nest("/ajax-api/2.0/mlflow", mlflow)
         .nest("/api/2.0/mlflow-artifacts", artifact_routes())
         .nest("/ajax-api/2.0/mlflow-artifacts", artifact_routes())
+        .nest("/api/3.0/mlflow/users", users::permission_routes())
+        .nest("/ajax-api/3.0/mlflow/users", users::permission_routes())
+        .route(
+            "/api/okla/v1/tokens",
+            get(users::list_tokens).post(users::create_token),
+        )
+        .route("/api/okla/v1/audit", get(users::audit_log))
+        .route(
+            "/api/okla/v1/tokens/{token_id}",
+            delete(users::revoke_token),
+        )
         .route(
             "/api/okla/v1/models/{name}/versions/{version}/files",
             get(okla::version_files),
@@ -78,9 +99,24 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
             "/api/okla/v1/nodes/{node_id}",
             get(nodes::get).put(nodes::put).delete(nodes::delete),
         )
-        .merge(pages)
+        .merge(security::with_page_headers(pages))
         .fallback(endpoint_not_found)
         .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), access::check))
+        .layer(middleware::from_fn_with_state(
+            policy.clone(),
+            security::refuse_foreign_writes,
+        ));
+    let routes = match security::cors_layer(&policy) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    routes
+        .layer(middleware::from_fn_with_state(
+            policy,
+            security::refuse_unknown_hosts,
+        ))
+        .layer(security::nosniff_layer())
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -88,6 +124,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
 
 fn mlflow_routes() -> Router<AppState> {
     Router::new()
+        .nest("/users", users::user_routes())
         .route("/experiments/create", post(tracking::create_experiment))
         .route("/experiments/get", get(tracking::get_experiment))
         .route(

@@ -5,10 +5,12 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::access::Caller;
 use super::extract::{Actor, Fields, lenient_opt_i64};
 use super::wire::{KeyValueWire, Listing, ModelVersionWire, RegisteredModelWire};
 use super::{empty, required};
 use crate::domain::KeyValue;
+use crate::domain::auth::ResourceType;
 use crate::domain::model_registry::{self, Stage, VersionSource};
 use crate::domain::sources::{self, SourceOwners};
 use crate::domain::tracking;
@@ -63,14 +65,21 @@ pub(super) struct CreateModel {
 
 pub(super) async fn create_registered_model(
     State(state): State<AppState>,
+    caller: Caller,
     Fields(request): Fields<CreateModel>,
 ) -> Result<Json<Value>> {
     let name = model_name(request.name)?;
     let tags = validated_tags(request.tags)?;
     let model = state
         .store
-        .create_registered_model(&name, request.description.as_deref(), &tags)
+        .create_owned_registered_model(
+            &name,
+            request.description.as_deref(),
+            &tags,
+            caller.0.user_id(),
+        )
         .await?;
+    caller.forget_own_grants(&state);
     Ok(Json(
         json!({ "registered_model": RegisteredModelWire::from(&model) }),
     ))
@@ -113,6 +122,8 @@ pub(super) async fn rename_registered_model(
         .store
         .rename_registered_model(&name, &new_name, &change(&actor, None))
         .await?;
+    // The model's grants moved to the new name.
+    state.auth.forget_all_grants();
     Ok(Json(
         json!({ "registered_model": RegisteredModelWire::from(&model) }),
     ))
@@ -148,6 +159,7 @@ pub(super) async fn delete_registered_model(
         .store
         .delete_registered_model(&name, &change(&actor, request.comment.as_deref()))
         .await?;
+    state.auth.forget_all_grants();
     Ok(empty())
 }
 
@@ -174,11 +186,17 @@ impl SearchRequest {
 
 pub(super) async fn search_registered_models(
     State(state): State<AppState>,
+    caller: Caller,
     Fields(request): Fields<SearchRequest>,
 ) -> Result<Json<Listing<RegisteredModelWire>>> {
-    let page = state
+    let mut page = state
         .store
         .search_registered_models(request.as_search())
+        .await?;
+    page.items = caller
+        .readable(&state, ResourceType::RegisteredModel, page.items, |model| {
+            model.name.clone()
+        })
         .await?;
     Ok(Json(Listing::of("registered_models", page)))
 }
@@ -501,11 +519,20 @@ pub(super) async fn transition_stage(
 
 pub(super) async fn search_model_versions(
     State(state): State<AppState>,
+    caller: Caller,
     Fields(request): Fields<SearchRequest>,
 ) -> Result<Json<Listing<ModelVersionWire>>> {
-    let page = state
+    let mut page = state
         .store
         .search_model_versions(request.as_search())
+        .await?;
+    page.items = caller
+        .readable(
+            &state,
+            ResourceType::RegisteredModel,
+            page.items,
+            |version| version.name.clone(),
+        )
         .await?;
     Ok(Json(Listing::of("model_versions", page)))
 }

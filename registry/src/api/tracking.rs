@@ -5,9 +5,11 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::access::Caller;
 use super::extract::{Fields, lenient_f64, lenient_i64, lenient_opt_i64};
 use super::wire::{ExperimentWire, KeyValueWire, Listing, MetricWire, RunInfoWire, RunWire};
 use super::{empty, required};
+use crate::domain::auth::ResourceType;
 use crate::domain::tracking::{self, DatasetInput, Metric, RunStatus};
 use crate::domain::{KeyValue, LifecycleStage, ViewType, now_millis};
 use crate::error::{Error, Result};
@@ -56,6 +58,7 @@ pub(super) struct CreateExperiment {
 
 pub(super) async fn create_experiment(
     State(state): State<AppState>,
+    caller: Caller,
     Fields(request): Fields<CreateExperiment>,
 ) -> Result<Json<Value>> {
     let name = required(request.name, "name")?;
@@ -63,15 +66,17 @@ pub(super) async fn create_experiment(
     let tags = validated_tags(request.tags)?;
     let experiment_id = state
         .store
-        .create_experiment(
+        .create_owned_experiment(
             &name,
             request
                 .artifact_location
                 .as_deref()
                 .filter(|location| !location.is_empty()),
             &tags,
+            caller.0.user_id(),
         )
         .await?;
+    caller.forget_own_grants(&state);
     Ok(Json(json!({ "experiment_id": experiment_id.to_string() })))
 }
 
@@ -120,10 +125,11 @@ pub(super) struct SearchExperimentsRequest {
 
 pub(super) async fn search_experiments(
     State(state): State<AppState>,
+    caller: Caller,
     Fields(request): Fields<SearchExperimentsRequest>,
 ) -> Result<Json<Listing<ExperimentWire>>> {
     let view_type = ViewType::parse(request.view_type.as_deref()).map_err(Error::invalid)?;
-    let page = state
+    let mut page = state
         .store
         .search_experiments(SearchExperiments {
             filter: request.filter.as_deref().unwrap_or(""),
@@ -131,6 +137,11 @@ pub(super) async fn search_experiments(
             max_results: request.max_results,
             order_by: &request.order_by,
             page_token: request.page_token.as_deref(),
+        })
+        .await?;
+    page.items = caller
+        .readable(&state, ResourceType::Experiment, page.items, |experiment| {
+            experiment.experiment_id.to_string()
         })
         .await?;
     Ok(Json(Listing::<ExperimentWire>::of("experiments", page)))
@@ -577,13 +588,22 @@ pub(super) struct SearchRunsRequest {
 
 pub(super) async fn search_runs(
     State(state): State<AppState>,
+    caller: Caller,
     Fields(request): Fields<SearchRunsRequest>,
 ) -> Result<Json<Listing<RunWire>>> {
-    let experiment_ids = request
+    let requested = request
         .experiment_ids
         .iter()
         .map(|id| parse_experiment_id(id))
         .collect::<Result<Vec<_>>>()?;
+    // Experiments the caller may not read are left out of the search, as MLflow does: a
+    // search over only those finds nothing rather than failing.
+    let experiment_ids = caller
+        .readable_experiments(&state, requested.clone())
+        .await?;
+    if experiment_ids.is_empty() && !requested.is_empty() {
+        return Ok(Json(Listing::of("runs", crate::store::Page::default())));
+    }
     let view_type = ViewType::parse(request.run_view_type.as_deref()).map_err(Error::invalid)?;
     let page = state
         .store

@@ -1,6 +1,7 @@
 //! The registry's domain core: entities, validation rules and the search grammar.
 //! Nothing here does I/O or is async; adapters in `store` and `api` build on it.
 
+pub mod auth;
 pub mod deployments;
 pub mod model_registry;
 pub mod nodes;

@@ -5,6 +5,8 @@
 //! file: `sql.rs` (placeholders, id lists bound as one parameter, row readers), `transaction.rs`
 //! (key/value upserts, model history), `search.rs` (the one search pipeline) and `outbox.rs`.
 
+mod audit;
+pub mod auth;
 mod chunks;
 pub mod deployments;
 pub mod logged_models;
@@ -158,6 +160,15 @@ async fn sqlite_pool(options: AnyConnectOptions, max_connections: u32) -> Result
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_page_token: Option<String>,
+}
+
+impl<T> Default for Page<T> {
+    fn default() -> Page<T> {
+        Page {
+            items: Vec::new(),
+            next_page_token: None,
+        }
+    }
 }
 
 /// Resolves `max_results` and `page_token` into SQL limit/offset, fetching one extra row to

@@ -62,6 +62,7 @@ impl PageError {
 impl From<Error> for PageError {
     fn from(error: Error) -> PageError {
         let code = error.code();
+        let status = error.http_status();
         let message = match code {
             // Server-side details stay in the log, as in the API.
             ErrorCode::InternalError | ErrorCode::TemporarilyUnavailable => {
@@ -74,7 +75,7 @@ impl From<Error> for PageError {
             }
             _ => error.to_string(),
         };
-        PageError::new(code.http_status(), message)
+        PageError::new(status, message)
     }
 }
 

@@ -11,15 +11,36 @@ const LISTENING: &str = "okla-registry listening on ";
 
 /// A registry process on an ephemeral port, killed when dropped.
 pub(crate) struct RegistryProcess {
-    _process: TestProcess,
+    process: TestProcess,
     /// `http://127.0.0.1:PORT`
     pub(crate) url: String,
 }
 
 impl RegistryProcess {
-    /// Starts the binary with `args` after `--host 127.0.0.1 --port 0`, and `env` added to the
-    /// test's environment; returns once it printed its address.
+    /// Starts the binary with authentication off (`--no-auth`, as every test but the auth
+    /// tests runs it), `args` after `--host 127.0.0.1 --port 0`, and `env` added to the test's
+    /// environment; returns once it printed its address.
+    #[allow(dead_code)] // each test binary compiles this module and uses one of the two
     pub(crate) fn start<I, S>(args: I, env: &[(&str, &str)]) -> RegistryProcess
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Self::launch(true, args, env)
+    }
+
+    /// Like [`RegistryProcess::start`], but with authentication on, as users run it: `env`
+    /// must give the first admin's password (`OKLA_ADMIN_PASSWORD`) for an empty user store.
+    #[allow(dead_code)] // each test binary compiles this module and uses one of the two
+    pub(crate) fn start_authenticated<I, S>(args: I, env: &[(&str, &str)]) -> RegistryProcess
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        Self::launch(false, args, env)
+    }
+
+    fn launch<I, S>(no_auth: bool, args: I, env: &[(&str, &str)]) -> RegistryProcess
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -27,14 +48,26 @@ impl RegistryProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_okla-registry"));
         command
             .args(["--host", "127.0.0.1", "--port", "0"])
+            // Whether and how auth is on is the test's choice, not its environment's.
+            .env_remove("OKLA_NO_AUTH")
+            .env_remove("OKLA_ADMIN_PASSWORD")
+            .env_remove("OKLA_ADMIN_PASSWORD_FILE")
+            .env_remove("OKLA_DEFAULT_PERMISSION");
+        if no_auth {
+            command.arg("--no-auth");
+        }
+        command
+            .env("RUST_LOG", "warn")
             .args(args)
-            .envs(env.iter().copied())
-            .env("RUST_LOG", "warn");
+            .envs(env.iter().copied());
         let process = TestProcess::start(command, &[LISTENING], Duration::from_secs(60));
         let url = process.address(LISTENING).to_owned();
-        RegistryProcess {
-            _process: process,
-            url,
-        }
+        RegistryProcess { process, url }
+    }
+
+    /// Everything the registry printed so far (its log).
+    #[allow(dead_code)] // each test binary compiles this module; only the auth tests read logs
+    pub(crate) fn output(&self) -> String {
+        self.process.output()
     }
 }

@@ -1,6 +1,7 @@
 //! The registry's integration test binary: the store conformance suite, the HTTP suite, the
-//! outbox suite and the deployments suite, each run against both SQLite and PostgreSQL, plus
-//! the tidy checks. Run it with `bash scripts/test`, or `cargo nextest run -p okla-registry --test it` with
+//! outbox suite and the deployments suite, each run against both SQLite and PostgreSQL, the
+//! HTTP hardening suite (on SQLite: it refuses requests before any store is touched), plus the
+//! tidy checks. Run it with `bash scripts/test`, or `cargo nextest run -p okla-registry --test it` with
 //! `TEST_DATABASE_URL` set.
 
 #[macro_use]
@@ -11,6 +12,7 @@ mod http_api;
 mod migrations;
 mod nodes;
 mod outbox;
+mod security;
 mod series;
 mod statistics;
 mod store_conformance;

@@ -136,14 +136,24 @@ pub(crate) struct TestServer {
 
 impl TestServer {
     pub(crate) async fn start(backend: BackendKind) -> TestServer {
+        TestServer::start_with(backend, |_| {}).await
+    }
+
+    /// Starts the registry with `configure` applied to the test configuration first (allowed
+    /// hosts, CORS origins, ...).
+    pub(crate) async fn start_with(
+        backend: BackendKind,
+        configure: impl FnOnce(&mut RegistryConfig),
+    ) -> TestServer {
         let database = TestDatabase::create(backend).await;
         let scratch = tempfile::tempdir().expect("create a temporary directory");
         let artifact_root = scratch.path().join("artifacts");
         std::fs::create_dir_all(&artifact_root).expect("create the artifact root");
-        let config = RegistryConfig::for_test(
+        let mut config = RegistryConfig::for_test(
             &database.uri,
             artifact_root.to_str().expect("temporary paths are UTF-8"),
         );
+        configure(&mut config);
         let state = AppState::open(&config, &HashMap::new())
             .await
             .unwrap_or_else(|error| panic!("open the registry on {}: {error:#}", database.uri));

@@ -9,10 +9,12 @@ use proto::model_event::Body;
 use super::{
     Change, MODEL_COLUMNS, SearchModels, VERSION_COLUMNS, model_from_row, version_from_row,
 };
+use crate::domain::auth::ResourceType;
 use crate::domain::model_registry::{HistoryEntry, ModelVersion, RegisteredModel};
 use crate::domain::search::Entity;
 use crate::domain::{KeyValue, now_millis};
 use crate::error::{Error, Result};
+use crate::store::auth::{delete_model_grants, grant_creator, rename_model_grants};
 use crate::store::outbox::write_events;
 use crate::store::search::{ParsedSearch, SearchRequest};
 use crate::store::sql::{get_i64, get_opt_i64, get_opt_text, get_text, is_unique_violation};
@@ -27,6 +29,18 @@ impl Store {
         name: &str,
         description: Option<&str>,
         tags: &[KeyValue],
+    ) -> Result<RegisteredModel> {
+        self.create_owned_registered_model(name, description, tags, None)
+            .await
+    }
+
+    /// Creates a registered model; `owner` (a user id) gets MANAGE on it in the same transaction.
+    pub async fn create_owned_registered_model(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        tags: &[KeyValue],
+        owner: Option<i64>,
     ) -> Result<RegisteredModel> {
         let now = now_millis();
         let mut transaction = self.writer.begin().await?;
@@ -55,6 +69,9 @@ impl Store {
             tags,
         )
         .await?;
+        if let Some(owner) = owner {
+            grant_creator(&mut transaction, owner, ResourceType::RegisteredModel, name).await?;
+        }
         transaction.commit().await?;
         self.get_registered_model(name).await
     }
@@ -102,6 +119,7 @@ impl Store {
             .bind(name)
             .execute(&mut *transaction)
             .await?;
+        rename_model_grants(&mut transaction, name, new_name).await?;
         append_history(
             &mut transaction,
             new_name,
@@ -155,6 +173,7 @@ impl Store {
         if deleted.rows_affected() == 0 {
             return Err(model_not_found(name));
         }
+        delete_model_grants(&mut transaction, name).await?;
         append_history(&mut transaction, name, None, "delete", None, None, change).await?;
         let deleted = Body::ModelDeleted(proto::ModelDeleted {});
         write_events(

@@ -5,10 +5,12 @@ use std::collections::HashMap;
 use sqlx::any::AnyRow;
 
 use super::{EXPERIMENT_COLUMNS, SearchExperiments};
+use crate::domain::auth::ResourceType;
 use crate::domain::search::Entity;
 use crate::domain::tracking::Experiment;
 use crate::domain::{KeyValue, LifecycleStage, now_millis};
 use crate::error::{Error, Result};
+use crate::store::auth::grant_creator;
 use crate::store::search::{ParsedSearch, Scope, SearchRequest, text_values};
 use crate::store::sql::{get_i64, get_text, is_unique_violation};
 use crate::store::transaction::{KeyRef, upsert_key_values};
@@ -20,6 +22,18 @@ impl Store {
         name: &str,
         artifact_location: Option<&str>,
         tags: &[KeyValue],
+    ) -> Result<i64> {
+        self.create_owned_experiment(name, artifact_location, tags, None)
+            .await
+    }
+
+    /// Creates an experiment; `owner` (a user id) gets MANAGE on it in the same transaction.
+    pub async fn create_owned_experiment(
+        &self,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: &[KeyValue],
+        owner: Option<i64>,
     ) -> Result<i64> {
         let now = now_millis();
         let mut transaction = self.writer.begin().await?;
@@ -56,6 +70,10 @@ impl Store {
             tags,
         )
         .await?;
+        if let Some(owner) = owner {
+            let id = experiment_id.to_string();
+            grant_creator(&mut transaction, owner, ResourceType::Experiment, &id).await?;
+        }
         transaction.commit().await?;
         Ok(experiment_id)
     }
