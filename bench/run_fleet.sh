@@ -107,7 +107,7 @@ fi
 
 registry_port=$(free_port)
 REGISTRY_URL="http://127.0.0.1:$registry_port"
-"$REGISTRY_BIN" --host 127.0.0.1 --port "$registry_port" \
+"$REGISTRY_BIN" --host 127.0.0.1 --port "$registry_port" --no-auth \
     --backend-store-uri "${OKLA_BACKEND_STORE_URI:-sqlite:///$WORK/registry.db}" \
     --artifacts-destination "$WORK/artifacts" "${amqp_args[@]}" > "$WORK/registry.log" 2>&1 &
 PIDS+=($!)

@@ -147,7 +147,7 @@ run_one() {
             --artifacts-destination "$artifacts" --serve-artifacts \
             --workers "$MLFLOW_WORKERS" >"$log" 2>&1 &
     else
-        setsid "$OKLA_BIN" --host 127.0.0.1 --port "$port" \
+        setsid "$OKLA_BIN" --host 127.0.0.1 --port "$port" --no-auth \
             --backend-store-uri "$PG_URL/$db" \
             --artifacts-destination "$artifacts" >"$log" 2>&1 &
     fi

@@ -36,7 +36,7 @@ cargo build -q --release -p okla-registry -p okla-bench
 psql_admin -c "CREATE DATABASE \"$DB\""
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 URL="http://127.0.0.1:$PORT"
-"$OKLA_BIN" --host 127.0.0.1 --port "$PORT" --backend-store-uri "$PG_URL/$DB" \
+"$OKLA_BIN" --host 127.0.0.1 --port "$PORT" --no-auth --backend-store-uri "$PG_URL/$DB" \
     --artifacts-destination "$WORK/artifacts" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 1 100); do

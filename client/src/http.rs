@@ -43,6 +43,61 @@ impl Default for RetryPolicy {
     }
 }
 
+/// How the client proves who it is to the registry.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// An API token (`okla tokens create`), sent as `Authorization: Bearer`.
+    Token(String),
+    /// A user's name and password, sent as HTTP basic auth, as the mlflow client does.
+    Basic { username: String, password: String },
+}
+
+impl std::fmt::Debug for Credentials {
+    // Secrets never reach a log line or a panic message.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Token(_) => formatter.write_str("Token(***)"),
+            Credentials::Basic { username, .. } => write!(formatter, "Basic({username}, ***)"),
+        }
+    }
+}
+
+impl Credentials {
+    /// From the environment, first found wins: `OKLA_TOKEN`, `MLFLOW_TRACKING_TOKEN`, then
+    /// `MLFLOW_TRACKING_USERNAME` with `MLFLOW_TRACKING_PASSWORD` (the mlflow client's
+    /// variables, so one set of exports serves both clients).
+    pub fn from_env<F: Fn(&str) -> Option<String>>(var: F) -> Option<Credentials> {
+        let set = |name: &str| var(name).filter(|value| !value.is_empty());
+        if let Some(token) = set("OKLA_TOKEN").or_else(|| set("MLFLOW_TRACKING_TOKEN")) {
+            return Some(Credentials::Token(token));
+        }
+        let username = set("MLFLOW_TRACKING_USERNAME")?;
+        Some(Credentials::Basic {
+            username,
+            password: var("MLFLOW_TRACKING_PASSWORD").unwrap_or_default(),
+        })
+    }
+
+    /// The `Authorization` header value, marked sensitive so it is never logged.
+    fn header(&self) -> Result<HeaderValue> {
+        use base64::Engine;
+        let text = match self {
+            Credentials::Token(token) => format!("Bearer {}", token.trim()),
+            Credentials::Basic { username, password } => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+            ),
+        };
+        let mut value = HeaderValue::from_str(&text).map_err(|_| {
+            Error::Invalid(
+                "the registry credentials hold characters an HTTP header cannot carry".to_owned(),
+            )
+        })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+}
+
 /// How a [`Client`] connects. `Default` suits a training job on the registry's network.
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
@@ -51,8 +106,11 @@ pub struct ClientOptions {
     /// artifact may take as long as it needs while bytes keep flowing.
     pub read_timeout: Duration,
     pub retry: RetryPolicy,
-    /// Sent as `x-okla-actor`: who the registry records in a model's history.
+    /// Sent as `x-okla-actor`: the name a registry running with `--no-auth` records in a
+    /// model's history (with authentication, the history records the authenticated user).
     pub actor: Option<String>,
+    /// Who the client is; `None` sends no credentials.
+    pub credentials: Option<Credentials>,
     /// The longest one JSON call (each attempt of it) may take, answer included; artifact
     /// transfers are not bound by it. `None`: no limit beyond the read timeout.
     pub call_timeout: Option<Duration>,
@@ -65,6 +123,7 @@ impl Default for ClientOptions {
             read_timeout: Duration::from_secs(60),
             retry: RetryPolicy::default(),
             actor: None,
+            credentials: None,
             call_timeout: None,
         }
     }
@@ -111,6 +170,9 @@ impl Client {
             let value = HeaderValue::from_str(actor)
                 .map_err(|err| Error::Invalid(format!("invalid actor '{actor}': {err}")))?;
             headers.insert(HeaderName::from_static("x-okla-actor"), value);
+        }
+        if let Some(credentials) = &options.credentials {
+            headers.insert(reqwest::header::AUTHORIZATION, credentials.header()?);
         }
         let http = reqwest::Client::builder()
             .connect_timeout(options.connect_timeout)

@@ -54,12 +54,13 @@ mod metrics;
 mod predict;
 mod registry;
 mod search;
+mod tokens;
 mod tracking;
 mod wire;
 
 pub use artifacts::{TransferredFile, UploadProgress};
 pub use error::{Error, GrpcCode, Result, StatusCode};
-pub use http::{Client, ClientOptions, RetryPolicy};
+pub use http::{Client, ClientOptions, Credentials, RetryPolicy};
 pub use metrics::{FLUSH_INTERVAL, MAX_METRICS_PER_BATCH, MetricLogger};
 pub use okla_proto::wire::{
     CanaryGate, Deployment, DeploymentSpec, ModelReport, Node, NodeModel, NodeReport, NodeVersion,
@@ -68,5 +69,6 @@ pub use okla_proto::wire::{
 pub use predict::{InputTensor, OutputTensor, Prediction, Predictor, TensorValues};
 pub use registry::{Alias, MODEL_ARTIFACT_PATH, ModelVersion, RegisteredModel, Stage, VersionFile};
 pub use search::{Experiment, RunData, RunDetails, RunQuery, name_contains_filter};
+pub use tokens::{IssuedToken, NewToken, Token};
 pub use tracking::{ExperimentId, Metric, Run, RunInfo, RunStatus};
 pub use wire::KeyValue;

@@ -33,13 +33,28 @@ impl Ran {
 
 /// Runs the built `okla` with `--registry url` and `args`, off the async runtime.
 async fn okla(url: &str, args: &[&str]) -> Ran {
+    okla_env(url, args, &[]).await
+}
+
+/// [`okla`] with `env` set (credentials), and none from the test's own environment.
+async fn okla_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
     let url = url.to_owned();
     let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect();
     tokio::task::spawn_blocking(move || {
         let output = assert_cmd::Command::cargo_bin("okla")
             .expect("okla is built")
             .env_remove("OKLA_REGISTRY_URL")
             .env_remove("OKLA_ACTOR")
+            .env_remove("OKLA_TOKEN")
+            .env_remove("OKLA_TOKEN_FILE")
+            .env_remove("MLFLOW_TRACKING_TOKEN")
+            .env_remove("MLFLOW_TRACKING_USERNAME")
+            .env_remove("MLFLOW_TRACKING_PASSWORD")
+            .envs(env)
             .arg("--registry")
             .arg(url)
             .args(args)
@@ -525,5 +540,83 @@ async fn predict_answers_with_the_version_and_names_bad_input() {
     assert!(
         unreachable.stderr.contains("OKLA_SERVING_URL"),
         "{unreachable:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn credentials_come_from_the_environment_and_tokens_are_created_listed_and_revoked() {
+    let password = "cli-admin-password";
+    let registry = Registry::start_with_admin(Some(password)).await;
+    let admin = [
+        ("MLFLOW_TRACKING_USERNAME", "admin"),
+        ("MLFLOW_TRACKING_PASSWORD", password),
+    ];
+
+    let anonymous = okla(&registry.url, &["models", "list"]).await;
+    assert_eq!(anonymous.code, Some(1), "{anonymous:#?}");
+    assert!(
+        anonymous.stderr.contains("UNAUTHENTICATED"),
+        "{anonymous:#?}"
+    );
+    let wrong = okla_env(
+        &registry.url,
+        &["models", "list"],
+        &[
+            ("MLFLOW_TRACKING_USERNAME", "admin"),
+            ("MLFLOW_TRACKING_PASSWORD", "wrong-password"),
+        ],
+    )
+    .await;
+    assert!(wrong.stderr.contains("UNAUTHENTICATED"), "{wrong:#?}");
+
+    let created = okla_env(&registry.url, &["tokens", "create", "ci"], &admin).await;
+    assert_eq!(created.code, Some(0), "{created:#?}");
+    let secret = created.stdout.trim().to_owned();
+    assert!(secret.starts_with("okla_"), "{created:#?}");
+    assert!(
+        !created.stderr.contains(&secret),
+        "the secret goes to stdout only"
+    );
+
+    let with_token = [("OKLA_TOKEN", secret.as_str())];
+    okla_env(&registry.url, &["models", "list"], &with_token)
+        .await
+        .success();
+    let listed = okla_env(&registry.url, &["--json", "tokens", "list"], &with_token)
+        .await
+        .json();
+    let tokens = listed.as_array().expect("a list");
+    assert_eq!(tokens.len(), 1, "{listed}");
+    assert_eq!(tokens[0]["name"], "ci");
+    assert!(
+        !listed.to_string().contains(&secret),
+        "a list never shows a secret"
+    );
+
+    let id = tokens[0]["id"].as_str().expect("id").to_owned();
+    okla_env(&registry.url, &["tokens", "revoke", &id], &admin)
+        .await
+        .success();
+    let revoked = okla_env(&registry.url, &["models", "list"], &with_token).await;
+    assert_eq!(revoked.code, Some(1), "{revoked:#?}");
+    assert!(revoked.stderr.contains("UNAUTHENTICATED"), "{revoked:#?}");
+
+    // A token file works as the variable does, and a missing file is named.
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let file = directory.path().join("token");
+    let fresh = okla_env(&registry.url, &["tokens", "create", "file"], &admin).await;
+    std::fs::write(&file, fresh.stdout).expect("write token");
+    let file = file.to_str().expect("UTF-8 path");
+    okla(&registry.url, &["--token-file", file, "models", "list"])
+        .await
+        .success();
+    let missing = okla(
+        &registry.url,
+        &["--token-file", "/nonexistent/token", "models", "list"],
+    )
+    .await;
+    assert!(
+        missing.stderr.contains("/nonexistent/token"),
+        "{missing:#?}"
     );
 }

@@ -64,7 +64,8 @@ pub async fn spawn_registry_source(
     http_port: u16,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let client = registry_client(registry_url)?;
+    let token = config.registry_token(|name| std::env::var(name).ok())?;
+    let client = registry_client(registry_url, token)?;
     let source = RegistrySource::new(
         client.clone(),
         config.models.clone(),
@@ -168,7 +169,10 @@ pub async fn serve(
 /// retries failed versions with backoff and the reporter sends its whole state again on the next
 /// tick. A metadata call that takes longer than 30 s is a failed poll; a model download has no
 /// overall limit (it may take minutes), a stalled one trips the read timeout.
-fn registry_client(registry_url: &str) -> anyhow::Result<okla_client::Client> {
+fn registry_client(
+    registry_url: &str,
+    token: Option<String>,
+) -> anyhow::Result<okla_client::Client> {
     let options = okla_client::ClientOptions {
         connect_timeout: std::time::Duration::from_secs(5),
         read_timeout: std::time::Duration::from_secs(60),
@@ -177,6 +181,7 @@ fn registry_client(registry_url: &str) -> anyhow::Result<okla_client::Client> {
             ..okla_client::RetryPolicy::default()
         },
         call_timeout: Some(std::time::Duration::from_secs(30)),
+        credentials: token.map(okla_client::Credentials::Token),
         ..okla_client::ClientOptions::default()
     };
     Ok(okla_client::Client::with_options(registry_url, options)?)

@@ -30,6 +30,11 @@ pub struct ServingConfig {
     /// alias, else its latest Production version, downloaded into `--cache-dir`.
     #[arg(long, env = "OKLA_REGISTRY_URL")]
     pub registry: Option<String>,
+    /// File holding this node's registry credential (a node token: `okla tokens create
+    /// --node-id ID`); else the `OKLA_REGISTRY_TOKEN` environment variable. Never a flag value,
+    /// so it does not show in the process list.
+    #[arg(long, env = "OKLA_REGISTRY_TOKEN_FILE")]
+    pub registry_token_file: Option<PathBuf>,
     /// Registered models to follow (comma-separated); default: every model that has a
     /// Production version or a `champion` alias.
     #[arg(long, env = "OKLA_MODELS", value_delimiter = ',')]
@@ -46,6 +51,7 @@ pub struct ServingConfig {
     #[arg(
         long,
         env = "OKLA_AMQP_URL",
+        hide_env_values = true,
         requires = "registry",
         conflicts_with = "model_repository"
     )]
@@ -94,6 +100,21 @@ pub struct ServingConfig {
 }
 
 impl ServingConfig {
+    /// The node's registry credential: `--registry-token-file`, else `OKLA_REGISTRY_TOKEN`
+    /// from `env`; `None` when neither is set (a registry running with `--no-auth`).
+    pub fn registry_token(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<Option<String>> {
+        use anyhow::Context;
+        if let Some(path) = &self.registry_token_file {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --registry-token-file {}", path.display()))?;
+            return Ok(Some(token.trim().to_owned()).filter(|token| !token.is_empty()));
+        }
+        Ok(env("OKLA_REGISTRY_TOKEN").filter(|token| !token.trim().is_empty()))
+    }
+
     /// The directory the manager loads from: the repository, or the registry's cache.
     pub fn repository_root(&self) -> &std::path::Path {
         self.model_repository.as_deref().unwrap_or(&self.cache_dir)

@@ -28,13 +28,23 @@ pub(crate) struct Registry {
 
 impl Registry {
     pub(crate) async fn start() -> Registry {
+        Registry::start_with_admin(None).await
+    }
+
+    /// With `admin_password`, authentication is on and the user `admin` has that password.
+    pub(crate) async fn start_with_admin(admin_password: Option<&str>) -> Registry {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let directory = tempfile::tempdir().expect("temporary directory");
         let database = format!("sqlite:///{}", directory.path().join("okla.db").display());
         let artifacts = directory.path().join("artifacts");
-        let config =
+        let mut config =
             RegistryConfig::for_test(&database, artifacts.to_str().expect("UTF-8 temp path"));
-        let state = AppState::open(&config, &HashMap::new())
+        let mut env = HashMap::new();
+        if let Some(password) = admin_password {
+            config.no_auth = false;
+            env.insert("OKLA_ADMIN_PASSWORD".to_owned(), password.to_owned());
+        }
+        let state = AppState::open(&config, &env)
             .await
             .expect("registry opens its stores");
         let url = format!("http://{}", listener.local_addr().expect("bound"));

@@ -40,7 +40,13 @@ impl Server {
     /// Starts the server with exactly these flags besides host and ports (e.g. `--registry`
     /// without `--model-repository`).
     pub(crate) fn start_args(args: &[&str]) -> Server {
+        Server::start_args_env(args, &[])
+    }
+
+    /// [`Server::start_args`] with `env` added to the test's environment.
+    pub(crate) fn start_args_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_okla-serving"));
+        command.envs(env.iter().copied());
         command
             .args([
                 "--host",

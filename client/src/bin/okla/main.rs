@@ -19,12 +19,13 @@ mod output;
 mod predict;
 mod push;
 mod runs;
+mod tokens;
 mod versions;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use okla_client::{Client, ClientOptions};
+use okla_client::{Client, ClientOptions, Credentials};
 
 /// Command line of the OKLA model registry.
 #[derive(Debug, Parser)]
@@ -41,9 +42,14 @@ struct Cli {
     /// Print the answers as JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
-    /// Who the registry records in a model's history.
+    /// Who a registry running with `--no-auth` records in a model's history.
     #[arg(long, global = true, env = "OKLA_ACTOR")]
     actor: Option<String>,
+    /// A file holding an API token to authenticate with. Without it: `OKLA_TOKEN`, else
+    /// `MLFLOW_TRACKING_TOKEN`, else `MLFLOW_TRACKING_USERNAME` and `MLFLOW_TRACKING_PASSWORD`
+    /// (secrets are never taken from the command line, where the process list shows them).
+    #[arg(long, global = true, env = "OKLA_TOKEN_FILE")]
+    token_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -68,6 +74,9 @@ enum Command {
     Deploy(deploy::Args),
     /// Ask okla-serving for a prediction (KServe V2 over gRPC).
     Predict(predict::Args),
+    /// API tokens and serving nodes' credentials.
+    #[command(subcommand)]
+    Tokens(tokens::Command),
 }
 
 /// What every command gets: the client and how to print.
@@ -97,8 +106,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let credentials = match &cli.token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path).map_err(|error| {
+                anyhow::anyhow!("cannot read --token-file {}: {error}", path.display())
+            })?;
+            Some(Credentials::Token(token.trim().to_owned()))
+        }
+        None => Credentials::from_env(|name| std::env::var(name).ok()),
+    };
     let options = ClientOptions {
         actor: cli.actor,
+        credentials,
         ..ClientOptions::default()
     };
     let context = Context {
@@ -113,6 +132,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Push(args) => push::run(&context, args).await,
         Command::Deploy(args) => deploy::run(&context, args).await,
         Command::Predict(args) => predict::run(&context, args).await,
+        Command::Tokens(command) => tokens::run(&context, command).await,
     }
 }
 
