@@ -23,6 +23,9 @@ use moka::sync::Cache;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
 use crate::domain::auth::{
     Access, Grant, Permission, Principal, ResourceType, StoredToken, User, validate_password,
     validate_username,
@@ -37,6 +40,8 @@ const FREE_FAILURES: u32 = 5;
 const MAX_FAILURE_DELAY: Duration = Duration::from_secs(5);
 /// How long failures are remembered for an address that stops failing.
 const FAILURE_MEMORY: Duration = Duration::from_secs(15 * 60);
+/// How long a web UI sign-in lasts.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 60 * 60);
 /// Prefix of every token secret, so secret scanners and people recognise one.
 pub const TOKEN_PREFIX: &str = "okla_";
 /// The longest lifetime a token may be given.
@@ -99,6 +104,33 @@ impl<'a> Credentials<'a> {
     }
 }
 
+/// The web UI's session cookie.
+pub const SESSION_COOKIE: &str = "okla_session";
+
+/// A cookie's value in a request's `Cookie` headers.
+pub fn cookie_value(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(cookie::Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|cookie| cookie.name() == name)
+        .map(|cookie| cookie.value().to_owned())
+}
+
+/// The UI session secret a request carries, if any.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    cookie_value(headers, SESSION_COOKIE)
+}
+
+/// 256 random bits from the operating system, base64url without padding.
+pub fn random_secret() -> String {
+    let mut random = [0u8; 32];
+    OsRng.fill_bytes(&mut random);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random)
+}
+
 /// A newly created token: its stored form and the secret, shown once.
 pub struct IssuedToken {
     pub token: StoredToken,
@@ -118,6 +150,8 @@ struct Inner {
     verified: Cache<[u8; 32], Principal>,
     /// SHA-256 of token secrets -> what they authenticate as (`None`: no live token).
     tokens: Cache<String, Option<Principal>>,
+    /// SHA-256 of UI session secrets -> who is signed in (`None`: no live session).
+    sessions: Cache<String, Option<Principal>>,
     /// User id -> every grant the user holds.
     grants: Cache<i64, Arc<Vec<Grant>>>,
     /// Run id -> its experiment (never changes once the run exists).
@@ -171,6 +205,10 @@ impl Auth {
                     .time_to_live(ttl)
                     .build(),
                 tokens: Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(ttl)
+                    .build(),
+                sessions: Cache::builder()
                     .max_capacity(10_000)
                     .time_to_live(ttl)
                     .build(),
@@ -251,12 +289,7 @@ impl Auth {
         match principal {
             Some(principal) => Ok(principal),
             None => {
-                if let Some(client) = client {
-                    let failures = self.inner.failures.get(&client).unwrap_or(0);
-                    self.inner
-                        .failures
-                        .insert(client, failures.saturating_add(1));
-                }
+                self.count_failure(client);
                 Err(Unauthenticated::Invalid)
             }
         }
@@ -339,6 +372,71 @@ impl Auth {
                 });
         self.inner.tokens.insert(key, principal.clone());
         principal
+    }
+
+    /// Checks a username and password from the UI's sign-in form, with the same cache and
+    /// slow-down as basic auth.
+    pub async fn sign_in(
+        &self,
+        username: &str,
+        password: &str,
+        client: Option<IpAddr>,
+    ) -> Option<Principal> {
+        let principal = self.verify_password(username, password, client).await;
+        if principal.is_none() {
+            self.count_failure(client);
+        }
+        principal
+    }
+
+    fn count_failure(&self, client: Option<IpAddr>) {
+        if let Some(client) = client {
+            let failures = self.inner.failures.get(&client).unwrap_or(0);
+            self.inner
+                .failures
+                .insert(client, failures.saturating_add(1));
+        }
+    }
+
+    /// Starts a UI session for a user; returns the cookie's secret.
+    pub async fn start_session(&self, user_id: i64) -> Result<String> {
+        let secret = random_secret();
+        let lifetime = i64::try_from(SESSION_LIFETIME.as_millis()).unwrap_or(i64::MAX);
+        let key = hex::encode(digest(&[secret.as_bytes()]));
+        self.inner
+            .store
+            .create_session(&key, user_id, now_millis() + lifetime)
+            .await?;
+        Ok(secret)
+    }
+
+    /// Who a UI session cookie signs in, if it is live.
+    pub async fn session(&self, secret: &str) -> Option<Principal> {
+        let key = hex::encode(digest(&[secret.as_bytes()]));
+        if let Some(cached) = self.inner.sessions.get(&key) {
+            return cached;
+        }
+        let principal = match self.inner.store.find_session(&key).await {
+            Ok(user) => user.map(|user| Principal::User {
+                id: user.id,
+                username: user.username,
+                is_admin: user.is_admin,
+            }),
+            Err(error) => {
+                tracing::error!(%error, "reading a UI session");
+                return None;
+            }
+        };
+        self.inner.sessions.insert(key, principal.clone());
+        principal
+    }
+
+    /// Ends a UI session (signing out).
+    pub async fn end_session(&self, secret: &str) -> Result<()> {
+        let key = hex::encode(digest(&[secret.as_bytes()]));
+        self.inner.store.delete_session(&key).await?;
+        self.inner.sessions.invalidate(&key);
+        Ok(())
     }
 
     /// Checks a user's current password (a self-service password change).
@@ -427,6 +525,7 @@ impl Auth {
     pub fn forget_credentials(&self) {
         self.inner.verified.invalidate_all();
         self.inner.tokens.invalidate_all();
+        self.inner.sessions.invalidate_all();
     }
 
     /// Creates a user after checking the name and the password rule.
@@ -504,6 +603,86 @@ impl Auth {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+}
+
+/// The authenticated caller of a request, put in its extensions by the API's access check.
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
+        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
+            Error::Internal(anyhow::anyhow!(
+                "a handler that needs its caller ran on a route without authentication"
+            ))
+        })
+    }
+}
+
+impl Caller {
+    pub fn actor(&self) -> String {
+        self.0.actor()
+    }
+
+    /// Keeps the items the caller may read, by the resource each belongs to.
+    pub async fn readable<T>(
+        &self,
+        auth: &Auth,
+        resource_type: ResourceType,
+        items: Vec<T>,
+        id_of: impl Fn(&T) -> String,
+    ) -> Result<Vec<T>> {
+        if self.0.is_superuser() || matches!(self.0, Principal::Node { .. }) {
+            return Ok(items);
+        }
+        let mut kept = Vec::with_capacity(items.len());
+        for item in items {
+            if auth
+                .allows(&self.0, resource_type, &id_of(&item), Access::Read)
+                .await?
+            {
+                kept.push(item);
+            }
+        }
+        Ok(kept)
+    }
+
+    /// The caller was just granted MANAGE on what it created: its cached grants are stale.
+    pub fn forget_own_grants(&self, auth: &Auth) {
+        if let Some(user_id) = self.0.user_id() {
+            auth.forget_grants(user_id);
+        }
+    }
+
+    /// The experiments among `ids` the caller may read.
+    pub async fn readable_experiments(&self, auth: &Auth, ids: Vec<i64>) -> Result<Vec<i64>> {
+        self.readable(auth, ResourceType::Experiment, ids, i64::to_string)
+            .await
+    }
+
+    /// Whether the caller may act with `access` on a resource.
+    pub async fn may(
+        &self,
+        auth: &Auth,
+        resource_type: ResourceType,
+        id: &str,
+        access: Access,
+    ) -> Result<bool> {
+        auth.allows(&self.0, resource_type, id, access).await
+    }
+
+    /// Whether the caller may read a resource (a page's subject): a missing grant answers as
+    /// the default permission does.
+    pub async fn may_read(
+        &self,
+        auth: &Auth,
+        resource_type: ResourceType,
+        id: &str,
+    ) -> Result<bool> {
+        self.may(auth, resource_type, id, Access::Read).await
     }
 }
 

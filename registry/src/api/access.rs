@@ -11,17 +11,17 @@
 use std::net::{IpAddr, SocketAddr};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::request::Parts;
 use axum::http::{Method, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde_json::Value;
 
 use super::extract::parse_json;
-use crate::auth::Unauthenticated;
+use crate::auth::{Caller, Unauthenticated};
 use crate::domain::auth::{Access, AuditEntry, Principal, ResourceType};
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -93,7 +93,7 @@ fn rule(method: &Method, path: &str) -> Rule {
         return okla_rule(method, route);
     }
     match path {
-        "/health" | "/version" => Rule::Public,
+        "/health" | "/version" | "/login" => Rule::Public,
         _ if path.starts_with("/ui/assets/") => Rule::Public,
         // The web UI's pages, and unknown paths (404 once authenticated, as in MLflow).
         _ => Rule::Authenticated,
@@ -267,9 +267,20 @@ fn is_mutation(method: &Method, path: &str) -> bool {
 pub(super) async fn check(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    let path_and_query = request
+        .uri()
+        .path_and_query()
+        .map(|pq| pq.as_str().to_owned());
     let (response, actor) = match admit(&state, request).await {
         Ok(Admitted::Public(request)) => return next.run(request).await,
         Ok(Admitted::Caller(request, actor)) => (next.run(request).await, actor),
+        // A person opening a page is sent to the sign-in form rather than a password prompt.
+        Err((Error::Unauthenticated(_), _)) if is_page(&method, &path) => {
+            let target = path_and_query.as_deref().unwrap_or("/");
+            let next =
+                percent_encoding::utf8_percent_encode(target, percent_encoding::NON_ALPHANUMERIC);
+            return Redirect::to(&format!("/login?next={next}")).into_response();
+        }
         Err((error, actor)) => (error.into_response(), actor),
     };
     let status = response.status().as_u16();
@@ -333,7 +344,31 @@ fn claimed_actor(parts: &Parts) -> String {
     }
 }
 
+/// A web UI page, which a browser opens (not an API call or a static asset).
+fn is_page(method: &Method, path: &str) -> bool {
+    *method == Method::GET
+        && !["/api/", "/ajax-api/", "/ui/assets/"]
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
+}
+
+/// Whether a request may authenticate with the UI's session cookie: reads, and signing out.
+/// Writes to the API never do, so a page elsewhere cannot make a signed-in browser change
+/// anything (cross-site request forgery).
+fn accepts_session(parts: &Parts) -> bool {
+    matches!(parts.method, Method::GET | Method::HEAD)
+        || (parts.method == Method::POST && parts.uri.path() == "/logout")
+}
+
 async fn authenticate(state: &AppState, parts: &Parts) -> Result<Principal> {
+    if state.auth.enabled()
+        && !parts.headers.contains_key(header::AUTHORIZATION)
+        && accepts_session(parts)
+        && let Some(secret) = crate::auth::session_cookie(&parts.headers)
+        && let Some(principal) = state.auth.session(&secret).await
+    {
+        return Ok(principal);
+    }
     let header_text = |name| {
         parts
             .headers
@@ -499,80 +534,6 @@ async fn resolve(
             first.parse::<i64>().ok().and_then(|_| experiment(first))
         }),
     })
-}
-
-/// The authenticated caller of a request, put there by [`check`].
-#[derive(Debug, Clone)]
-pub(super) struct Caller(pub(super) Principal);
-
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
-    type Rejection = Error;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
-        parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
-            Error::Internal(anyhow::anyhow!(
-                "a handler that needs its caller ran on a route without authentication"
-            ))
-        })
-    }
-}
-
-impl Caller {
-    pub(super) fn actor(&self) -> String {
-        self.0.actor()
-    }
-
-    /// Keeps the items the caller may read, by the resource each belongs to.
-    pub(super) async fn readable<T>(
-        &self,
-        state: &AppState,
-        resource_type: ResourceType,
-        items: Vec<T>,
-        id_of: impl Fn(&T) -> String,
-    ) -> Result<Vec<T>> {
-        if self.0.is_superuser() || matches!(self.0, Principal::Node { .. }) {
-            return Ok(items);
-        }
-        let mut kept = Vec::with_capacity(items.len());
-        for item in items {
-            if state
-                .auth
-                .allows(&self.0, resource_type, &id_of(&item), Access::Read)
-                .await?
-            {
-                kept.push(item);
-            }
-        }
-        Ok(kept)
-    }
-
-    /// The caller was just granted MANAGE on what it created: its cached grants are stale.
-    pub(super) fn forget_own_grants(&self, state: &AppState) {
-        if let Some(user_id) = self.0.user_id() {
-            state.auth.forget_grants(user_id);
-        }
-    }
-
-    /// The experiments among `ids` the caller may read.
-    pub(super) async fn readable_experiments(
-        &self,
-        state: &AppState,
-        ids: Vec<i64>,
-    ) -> Result<Vec<i64>> {
-        self.readable(state, ResourceType::Experiment, ids, i64::to_string)
-            .await
-    }
-
-    /// Whether the caller may act with `access` on a resource.
-    pub(super) async fn may(
-        &self,
-        state: &AppState,
-        resource_type: ResourceType,
-        id: &str,
-        access: Access,
-    ) -> Result<bool> {
-        state.auth.allows(&self.0, resource_type, id, access).await
-    }
 }
 
 #[cfg(test)]

@@ -8,9 +8,9 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::access::Caller;
 use super::extract::{Actor, Fields, MlflowJson, lenient_opt_i64};
 use super::wire::deployment;
+use crate::auth::Caller;
 use crate::domain::auth::ResourceType;
 use crate::domain::deployments::{CanaryGate, DeploymentSpec, Route, Sticky};
 use crate::domain::model_registry;
@@ -80,7 +80,7 @@ pub(super) async fn list(State(state): State<AppState>, caller: Caller) -> Resul
     let deployments = state.store.list_deployments().await?;
     let deployments = caller
         .readable(
-            &state,
+            &state.auth,
             ResourceType::RegisteredModel,
             deployments,
             |deployment| deployment.name.clone(),

@@ -10,8 +10,8 @@ use prost::Message;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::access::Caller;
 use super::extract::MlflowQuery;
+use crate::auth::Caller;
 use crate::domain::auth::ResourceType;
 use crate::error::{Error, Result};
 use crate::state::AppState;
@@ -60,9 +60,12 @@ pub(super) async fn list(
     // stall a follower.
     let next_after = events.last().map_or(after, |event| event.sequence);
     let events = caller
-        .readable(&state, ResourceType::RegisteredModel, events, |event| {
-            event.model_name.clone()
-        })
+        .readable(
+            &state.auth,
+            ResourceType::RegisteredModel,
+            events,
+            |event| event.model_name.clone(),
+        )
         .await?;
     let events = events.iter().map(feed_event).collect::<Result<Vec<_>>>()?;
     Ok(Json(json!(EventsPage { events, next_after })))

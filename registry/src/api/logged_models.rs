@@ -5,10 +5,10 @@ use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::access::Caller;
 use super::extract::{Fields, lenient_opt_i64};
 use super::wire::{KeyValueWire, Listing, LoggedModelWire};
 use super::{empty, required};
+use crate::auth::Caller;
 use crate::domain::KeyValue;
 use crate::domain::tracking::{self, LOGGED_MODEL_STATUSES};
 use crate::error::{Error, Result};
@@ -204,7 +204,7 @@ pub(super) async fn search(
         .map(|id| tracking::parse_experiment_id(id).map_err(Error::invalid))
         .collect::<Result<Vec<_>>>()?;
     let experiment_ids = caller
-        .readable_experiments(&state, requested.clone())
+        .readable_experiments(&state.auth, requested.clone())
         .await?;
     if experiment_ids.is_empty() && !requested.is_empty() {
         return Ok(Json(Listing::of("models", crate::store::Page::default())));

@@ -5,10 +5,10 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::access::Caller;
 use super::extract::{Actor, Fields, lenient_opt_i64};
 use super::wire::{KeyValueWire, Listing, ModelVersionWire, RegisteredModelWire};
 use super::{empty, required};
+use crate::auth::Caller;
 use crate::domain::KeyValue;
 use crate::domain::auth::ResourceType;
 use crate::domain::model_registry::{self, Stage, VersionSource};
@@ -79,7 +79,7 @@ pub(super) async fn create_registered_model(
             caller.0.user_id(),
         )
         .await?;
-    caller.forget_own_grants(&state);
+    caller.forget_own_grants(&state.auth);
     Ok(Json(
         json!({ "registered_model": RegisteredModelWire::from(&model) }),
     ))
@@ -194,9 +194,12 @@ pub(super) async fn search_registered_models(
         .search_registered_models(request.as_search())
         .await?;
     page.items = caller
-        .readable(&state, ResourceType::RegisteredModel, page.items, |model| {
-            model.name.clone()
-        })
+        .readable(
+            &state.auth,
+            ResourceType::RegisteredModel,
+            page.items,
+            |model| model.name.clone(),
+        )
         .await?;
     Ok(Json(Listing::of("registered_models", page)))
 }
@@ -528,7 +531,7 @@ pub(super) async fn search_model_versions(
         .await?;
     page.items = caller
         .readable(
-            &state,
+            &state.auth,
             ResourceType::RegisteredModel,
             page.items,
             |version| version.name.clone(),

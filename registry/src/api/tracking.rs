@@ -5,10 +5,10 @@ use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::access::Caller;
 use super::extract::{Fields, lenient_f64, lenient_i64, lenient_opt_i64};
 use super::wire::{ExperimentWire, KeyValueWire, Listing, MetricWire, RunInfoWire, RunWire};
 use super::{empty, required};
+use crate::auth::Caller;
 use crate::domain::auth::ResourceType;
 use crate::domain::tracking::{self, DatasetInput, Metric, RunStatus};
 use crate::domain::{KeyValue, LifecycleStage, ViewType, now_millis};
@@ -76,7 +76,7 @@ pub(super) async fn create_experiment(
             caller.0.user_id(),
         )
         .await?;
-    caller.forget_own_grants(&state);
+    caller.forget_own_grants(&state.auth);
     Ok(Json(json!({ "experiment_id": experiment_id.to_string() })))
 }
 
@@ -140,9 +140,12 @@ pub(super) async fn search_experiments(
         })
         .await?;
     page.items = caller
-        .readable(&state, ResourceType::Experiment, page.items, |experiment| {
-            experiment.experiment_id.to_string()
-        })
+        .readable(
+            &state.auth,
+            ResourceType::Experiment,
+            page.items,
+            |experiment| experiment.experiment_id.to_string(),
+        )
         .await?;
     Ok(Json(Listing::<ExperimentWire>::of("experiments", page)))
 }
@@ -599,7 +602,7 @@ pub(super) async fn search_runs(
     // Experiments the caller may not read are left out of the search, as MLflow does: a
     // search over only those finds nothing rather than failing.
     let experiment_ids = caller
-        .readable_experiments(&state, requested.clone())
+        .readable_experiments(&state.auth, requested.clone())
         .await?;
     if experiment_ids.is_empty() && !requested.is_empty() {
         return Ok(Json(Listing::of("runs", crate::store::Page::default())));

@@ -11,9 +11,9 @@ use axum::routing::{delete, get, patch, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::access::Caller;
 use super::extract::{Fields, MlflowQuery};
 use super::{empty, required};
+use crate::auth::Caller;
 use crate::auth::MAX_TOKEN_DAYS;
 use crate::domain::auth::{Access, Grant, Permission, Principal, ResourceType, StoredToken, User};
 use crate::error::{Error, Result};
@@ -228,7 +228,7 @@ async fn managed_resource(
         ResourceType::parse(&required(resource_type, "resource_type")?).map_err(Error::invalid)?;
     let resource_id = required(resource_id, "resource_id")?;
     if !caller
-        .may(state, resource_type, &resource_id, Access::Manage)
+        .may(&state.auth, resource_type, &resource_id, Access::Manage)
         .await?
     {
         return Err(permission_denied());

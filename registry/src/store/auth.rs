@@ -200,7 +200,7 @@ impl Store {
             .await?
             .ok_or_else(|| user_not_found(username))?;
         let user_id = get_i64(&user, "id")?;
-        for table in ["api_tokens", "permissions"] {
+        for table in ["api_tokens", "permissions", "ui_sessions"] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE user_id = $1"
             )))
@@ -358,6 +358,51 @@ impl Store {
         .iter()
         .map(grant_from_row)
         .collect()
+    }
+
+    /// Stores a web UI session (its secret only as a digest).
+    pub async fn create_session(
+        &self,
+        secret_sha256: &str,
+        user_id: i64,
+        expires_time: i64,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ui_sessions (secret_sha256, user_id, created_time, expires_time) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(secret_sha256)
+        .bind(user_id)
+        .bind(now_millis())
+        .bind(expires_time)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// The user of a live session, `None` for an unknown or expired one.
+    pub async fn find_session(&self, secret_sha256: &str) -> Result<Option<User>> {
+        sqlx::query(
+            "SELECT u.id, u.username, u.password_hash, u.is_admin, u.created_time \
+             FROM ui_sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.secret_sha256 = $1 AND s.expires_time > $2",
+        )
+        .bind(secret_sha256)
+        .bind(now_millis())
+        .fetch_optional(&self.reader)
+        .await?
+        .map(|row| user_from_row(&row))
+        .transpose()
+    }
+
+    /// Ends a session; also drops every expired one, so the table does not grow forever.
+    pub async fn delete_session(&self, secret_sha256: &str) -> Result<()> {
+        sqlx::query("DELETE FROM ui_sessions WHERE secret_sha256 = $1 OR expires_time <= $2")
+            .bind(secret_sha256)
+            .bind(now_millis())
+            .execute(&self.writer)
+            .await?;
+        Ok(())
     }
 
     /// The experiment a run belongs to, `None` for an unknown run.

@@ -6,7 +6,9 @@ use askama::Template;
 use axum::extract::{Path, State};
 
 use super::models::HistoryRow;
-use super::{PageResult, format_time, render, segment};
+use super::{PageResult, format_time, render, require_read, segment};
+use crate::auth::Caller;
+use crate::domain::auth::ResourceType;
 use crate::domain::deployments::DeploymentSpec;
 use crate::domain::model_registry::HistoryKind;
 use crate::domain::nodes::Traffic;
@@ -36,10 +38,15 @@ fn routes_summary(spec: &DeploymentSpec) -> String {
         .join(", ")
 }
 
-pub(super) async fn list(State(state): State<AppState>) -> PageResult {
-    let rows = state
-        .store
-        .list_deployments()
+pub(super) async fn list(State(state): State<AppState>, caller: Caller) -> PageResult {
+    let deployments = state.store.list_deployments().await?;
+    let rows = caller
+        .readable(
+            &state.auth,
+            ResourceType::RegisteredModel,
+            deployments,
+            |deployment| deployment.name.clone(),
+        )
         .await?
         .into_iter()
         .filter_map(|deployment| {
@@ -98,7 +105,12 @@ struct DeploymentPage {
     rollbacks: Vec<HistoryRow>,
 }
 
-pub(super) async fn show(State(state): State<AppState>, Path(name): Path<String>) -> PageResult {
+pub(super) async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> PageResult {
+    require_read(&state, &caller, ResourceType::RegisteredModel, &name).await?;
     let deployment = state.store.get_deployment(&name).await?;
     let spec = deployment
         .effective

@@ -10,9 +10,11 @@ use axum::response::IntoResponse;
 
 use super::{
     PageError, PageResult, QueryPairs, format_number, format_time, link, name_filter, render,
-    render_with_status, segment,
+    render_with_status, require_read, segment,
 };
+use crate::auth::Caller;
 use crate::domain::ViewType;
+use crate::domain::auth::ResourceType;
 use crate::domain::tracking::{Experiment, Run};
 use crate::error::Error;
 use crate::state::AppState;
@@ -40,11 +42,15 @@ struct ExperimentsPage {
     next_href: Option<String>,
 }
 
-pub(super) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> PageResult {
+pub(super) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let pairs = QueryPairs::parse(raw.as_deref());
     let query = pairs.get("q").unwrap_or("").to_owned();
     let filter = name_filter(&query);
-    let page = state
+    let mut page = state
         .store
         .search_experiments(SearchExperiments {
             filter: &filter,
@@ -53,6 +59,14 @@ pub(super) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
             order_by: &["name ASC".to_owned()],
             page_token: pairs.get("page_token"),
         })
+        .await?;
+    page.items = caller
+        .readable(
+            &state.auth,
+            ResourceType::Experiment,
+            page.items,
+            |experiment| experiment.experiment_id.to_string(),
+        )
         .await?;
     let ids: Vec<i64> = page.items.iter().map(|e| e.experiment_id).collect();
     let counts = state.store.count_active_runs(&ids).await?;
@@ -193,12 +207,16 @@ struct ExperimentPage {
 
 pub(super) async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     Path(experiment_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
     let pairs = QueryPairs::parse(raw.as_deref());
     let experiment = match experiment_id.trim().parse::<i64>() {
-        Ok(id) => state.store.get_experiment(id).await?,
+        Ok(id) => {
+            require_read(&state, &caller, ResourceType::Experiment, &id.to_string()).await?;
+            state.store.get_experiment(id).await?
+        }
         Err(_) => {
             return Err(PageError::not_found(format!(
                 "No experiment with id '{experiment_id}'."

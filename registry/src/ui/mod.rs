@@ -8,6 +8,7 @@
 mod assets;
 mod deployments;
 mod experiments;
+mod login;
 mod models;
 mod runs;
 
@@ -18,6 +19,8 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
+use crate::auth::Caller;
+use crate::domain::auth::ResourceType;
 use crate::error::{Error, ErrorCode};
 use crate::state::AppState;
 
@@ -34,6 +37,29 @@ pub fn routes() -> Router<AppState> {
         .route("/deployments", get(deployments::list))
         .route("/deployments/{name}", get(deployments::show))
         .route("/ui/assets/{file}", get(assets::serve))
+        .route("/login", get(login::login_page).post(login::login))
+        .route("/logout", get(login::logout_page).post(login::logout))
+}
+
+/// Refuses a page about a resource the caller may not read (403), before anything is read.
+async fn require_read(
+    state: &AppState,
+    caller: &Caller,
+    resource_type: ResourceType,
+    id: &str,
+) -> Result<(), PageError> {
+    if caller.may_read(&state.auth, resource_type, id).await? {
+        Ok(())
+    } else {
+        Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Permission denied: '{}' may not read {} '{id}'.",
+                caller.actor(),
+                resource_type.as_str()
+            ),
+        ))
+    }
 }
 
 /// A failed page: rendered as an HTML error page with the status the error's kind implies.

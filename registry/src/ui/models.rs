@@ -4,7 +4,11 @@
 use askama::Template;
 use axum::extract::{Path, RawQuery, State};
 
-use super::{PageResult, QueryPairs, format_time, link, name_filter, quoted, render, segment};
+use super::{
+    PageResult, QueryPairs, format_time, link, name_filter, quoted, render, require_read, segment,
+};
+use crate::auth::Caller;
+use crate::domain::auth::ResourceType;
 use crate::domain::model_registry::HistoryEntry;
 use crate::state::AppState;
 use crate::store::model_registry::SearchModels;
@@ -25,7 +29,11 @@ struct ModelsPage {
     next_href: Option<String>,
 }
 
-pub(super) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> PageResult {
+pub(super) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let pairs = QueryPairs::parse(raw.as_deref());
     let query = pairs.get("q").unwrap_or("").to_owned();
     let filter = name_filter(&query);
@@ -38,8 +46,15 @@ pub(super) async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery)
             page_token: pairs.get("page_token"),
         })
         .await?;
-    let rows = page
-        .items
+    let models = caller
+        .readable(
+            &state.auth,
+            ResourceType::RegisteredModel,
+            page.items,
+            |model| model.name.clone(),
+        )
+        .await?;
+    let rows = models
         .into_iter()
         .map(|model| ModelRow {
             href: format!("/models/{}", segment(&model.name)),
@@ -137,7 +152,12 @@ struct ModelPage {
     deployment_href: String,
 }
 
-pub(super) async fn show(State(state): State<AppState>, Path(name): Path<String>) -> PageResult {
+pub(super) async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> PageResult {
+    require_read(&state, &caller, ResourceType::RegisteredModel, &name).await?;
     let model = state.store.get_registered_model(&name).await?;
     let filter = format!("name = {}", quoted(&model.name));
     let mut versions = state

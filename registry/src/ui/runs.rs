@@ -9,11 +9,13 @@ use axum::extract::{Path, RawQuery, State};
 use serde_json::json;
 
 use super::{
-    PageError, PageResult, QueryPairs, format_number, format_time, link, quoted, render, segment,
-    segments,
+    PageError, PageResult, QueryPairs, format_number, format_time, link, quoted, render,
+    require_read, segment, segments,
 };
 use crate::api::proxied_path;
 use crate::artifacts::ArtifactPath;
+use crate::auth::Caller;
+use crate::domain::auth::ResourceType;
 use crate::domain::tracking::Run;
 use crate::state::AppState;
 use crate::store::model_registry::SearchModels;
@@ -75,11 +77,14 @@ struct RunPage {
 
 pub(super) async fn show(
     State(state): State<AppState>,
+    caller: Caller,
     Path(run_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> PageResult {
     let pairs = QueryPairs::parse(raw.as_deref());
     let run = state.store.get_run(&run_id).await?;
+    let experiment_id = run.info.experiment_id.to_string();
+    require_read(&state, &caller, ResourceType::Experiment, &experiment_id).await?;
     let info = &run.info;
     let run_href = format!("/runs/{}", segment(&info.run_id));
 
@@ -273,7 +278,11 @@ struct ComparePage {
     point_count: usize,
 }
 
-pub(super) async fn compare(State(state): State<AppState>, RawQuery(raw): RawQuery) -> PageResult {
+pub(super) async fn compare(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawQuery(raw): RawQuery,
+) -> PageResult {
     let pairs = QueryPairs::parse(raw.as_deref());
     let mut run_ids: Vec<String> = Vec::new();
     for value in pairs.all("runs") {
@@ -290,6 +299,10 @@ pub(super) async fn compare(State(state): State<AppState>, RawQuery(raw): RawQue
         )));
     }
     let runs = state.store.get_runs(&run_ids).await?;
+    for run in &runs {
+        let experiment_id = run.info.experiment_id.to_string();
+        require_read(&state, &caller, ResourceType::Experiment, &experiment_id).await?;
+    }
     let run_refs: Vec<&Run> = runs.iter().collect();
     let diff_only = pairs.get("diff").is_some_and(|value| value != "0");
 
