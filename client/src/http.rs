@@ -298,7 +298,10 @@ impl Client {
     }
 
     /// Sends `request` and decodes its JSON answer.
-    async fn send_json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+    pub(crate) async fn send_json<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<T> {
         let (shown, response) = self.send(request).await?;
         response
             .json()

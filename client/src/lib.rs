@@ -64,7 +64,7 @@ pub use http::{Client, ClientOptions, Credentials, RetryPolicy};
 pub use metrics::{FLUSH_INTERVAL, MAX_METRICS_PER_BATCH, MetricLogger};
 pub use okla_proto::wire::{
     CanaryGate, Deployment, DeploymentSpec, ModelReport, Node, NodeModel, NodeReport, NodeVersion,
-    Route, Sticky, VersionReport, VersionState,
+    Route, Sticky, TokenVerdict, VersionReport, VersionState,
 };
 pub use predict::{InputTensor, OutputTensor, Prediction, Predictor, TensorValues};
 pub use registry::{Alias, MODEL_ARTIFACT_PATH, ModelVersion, RegisteredModel, Stage, VersionFile};

@@ -5,8 +5,10 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use okla_proto::wire::{TokenVerdict, VerifyToken};
+
 use crate::error::Result;
-use crate::http::Client;
+use crate::http::{Client, Idempotency};
 
 /// A token as the registry lists it: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +72,20 @@ impl Client {
             .collect();
         let list: TokenList = self.get_json(self.okla(["tokens"]), &query).await?;
         Ok(list.tokens)
+    }
+
+    /// A serving node's question: is `token` live, and may it use `model`? Needs a node
+    /// credential (or an admin). Retried like a read: asking twice changes nothing.
+    pub async fn verify_token(&self, token: &str, model: Option<&str>) -> Result<TokenVerdict> {
+        let question = VerifyToken {
+            token: token.to_owned(),
+            model: model.map(str::to_owned),
+        };
+        let url = self.okla(["tokens", "verify"]);
+        self.retrying(Idempotency::Idempotent, || {
+            self.send_json(self.request(Method::POST, url.clone()).json(&question))
+        })
+        .await
     }
 
     pub async fn revoke_token(&self, id: &str) -> Result<()> {

@@ -7,6 +7,7 @@ use axum::ServiceExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::{Access, ModelControl, TokenVerifier};
 use crate::api;
 use crate::backend::Backend;
 use crate::backend::candle::CandleBackend;
@@ -135,15 +136,71 @@ pub fn spawn_repository_sync(
     });
 }
 
-/// Serves HTTP and gRPC until `shutdown` is cancelled.
+/// The node's access rules (see [`crate::access`]): model control, `--require-token`, and the
+/// registry client that verifies tokens. Fails on an unreadable token file, or model control
+/// with no way to recognise an admin.
+pub fn access(config: &ServingConfig) -> anyhow::Result<Arc<Access>> {
+    let admin_token = match &config.admin_token_file {
+        Some(path) => {
+            let token = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --admin-token-file {}", path.display()))?;
+            let token = token.trim().to_owned();
+            anyhow::ensure!(
+                !token.is_empty(),
+                "--admin-token-file {} is empty",
+                path.display()
+            );
+            Some(token)
+        }
+        None => None,
+    };
+    if config.model_control == ModelControl::Explicit
+        && admin_token.is_none()
+        && config.registry.is_none()
+    {
+        anyhow::bail!(
+            "--model-control explicit needs a way to recognise an admin: --admin-token-file FILE, or --registry (a registry admin's token)"
+        );
+    }
+    let verifier = match &config.registry {
+        Some(registry_url) => {
+            let token = config.registry_token(|name| std::env::var(name).ok())?;
+            // A caller waits on this only for a token the node has not seen in the last
+            // seconds, so it must answer (or fail over to the last verdict) quickly.
+            let options = okla_client::ClientOptions {
+                connect_timeout: std::time::Duration::from_secs(2),
+                call_timeout: Some(std::time::Duration::from_secs(5)),
+                retry: okla_client::RetryPolicy {
+                    attempts: 1,
+                    ..okla_client::RetryPolicy::default()
+                },
+                credentials: token.map(okla_client::Credentials::Token),
+                ..okla_client::ClientOptions::default()
+            };
+            let registry = okla_client::Client::with_options(registry_url, options)?;
+            let ttl = std::time::Duration::from_secs(config.token_cache_seconds);
+            Some(TokenVerifier::new(registry, ttl))
+        }
+        None => None,
+    };
+    Ok(Access::new(
+        config.model_control,
+        config.require_token,
+        admin_token.as_deref(),
+        verifier,
+    ))
+}
+
+/// Serves HTTP and gRPC until `shutdown` is cancelled, admitting requests as `access` says.
 pub async fn serve(
     service: InferenceService,
+    access: Arc<Access>,
     http: TcpListener,
     grpc: TcpListener,
     max_request_bytes: usize,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let http_service = api::http_service(service.clone(), max_request_bytes);
+    let http_service = api::http_service(service.clone(), access.clone(), max_request_bytes);
     let http_shutdown = shutdown.clone();
     let http_server = async move {
         axum::serve(http, http_service.into_make_service())
@@ -153,7 +210,7 @@ pub async fn serve(
     };
     let grpc_server = async move {
         tonic::transport::Server::builder()
-            .add_service(api::grpc::server(service, max_request_bytes))
+            .add_service(api::grpc::server(service, access, max_request_bytes))
             .serve_with_incoming_shutdown(
                 tonic::transport::server::TcpIncoming::from(grpc).with_nodelay(Some(true)),
                 shutdown.cancelled_owned(),

@@ -94,6 +94,22 @@ pub struct ServingConfig {
     /// (availability-preserving), unload models whose directory is gone; 0 turns it off.
     #[arg(long, env = "OKLA_REPOSITORY_POLL_SECONDS", default_value_t = 0)]
     pub repository_poll_seconds: u64,
+    /// Whether models may be loaded and unloaded over the API (Triton's model control mode):
+    /// `none` (the default: the repository or the registry decides) or `explicit` (with an
+    /// admin token: `--admin-token-file`, or a registry admin's token).
+    #[arg(long, env = "OKLA_MODEL_CONTROL", value_enum, default_value = "none")]
+    pub model_control: crate::access::ModelControl,
+    /// File holding a token that may load and unload models (`--model-control explicit`).
+    #[arg(long, env = "OKLA_ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Inference and model metadata need a registry token that may read the model
+    /// (`Authorization: Bearer`); verdicts are cached briefly. Needs `--registry`.
+    #[arg(long, env = "OKLA_REQUIRE_TOKEN", requires = "registry")]
+    pub require_token: bool,
+    /// How long the registry's verdict on a token is reused: a revoked token keeps working on
+    /// a node for at most this long.
+    #[arg(long, env = "OKLA_TOKEN_CACHE_SECONDS", default_value_t = 30)]
+    pub token_cache_seconds: u64,
     /// Requests that may wait per model version before new ones are refused.
     #[arg(long, env = "OKLA_MAX_QUEUE_SIZE", default_value_t = 4096)]
     pub max_queue_size: usize,

@@ -23,6 +23,12 @@ pub enum ServingError {
     ResourceExhausted(String),
     #[error("{0}")]
     Unimplemented(String),
+    /// No usable credential (`--require-token`, model control).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A credential that may not do this, or model control switched off.
+    #[error("{0}")]
+    PermissionDenied(String),
     /// A fault on our side; the detail goes to the log, and the client gets this message.
     #[error("{0}")]
     Internal(String),
@@ -42,6 +48,8 @@ impl ServingError {
             ServingError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ServingError::ResourceExhausted(_) => StatusCode::TOO_MANY_REQUESTS,
             ServingError::Unimplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ServingError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ServingError::PermissionDenied(_) => StatusCode::FORBIDDEN,
             ServingError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -64,6 +72,8 @@ impl ServingError {
             ServingError::Unavailable(_) => "unavailable",
             ServingError::ResourceExhausted(_) => "resource_exhausted",
             ServingError::Unimplemented(_) => "unimplemented",
+            ServingError::Unauthenticated(_) => "unauthenticated",
+            ServingError::PermissionDenied(_) => "permission_denied",
             ServingError::Internal(_) => "internal",
         }
     }
@@ -77,6 +87,8 @@ impl From<ServingError> for tonic::Status {
             ServingError::Unavailable(m) => tonic::Status::unavailable(m),
             ServingError::ResourceExhausted(m) => tonic::Status::resource_exhausted(m),
             ServingError::Unimplemented(m) => tonic::Status::unimplemented(m),
+            ServingError::Unauthenticated(m) => tonic::Status::unauthenticated(m),
+            ServingError::PermissionDenied(m) => tonic::Status::permission_denied(m),
             ServingError::Internal(m) => tonic::Status::internal(m),
         }
     }
@@ -85,6 +97,13 @@ impl From<ServingError> for tonic::Status {
 impl IntoResponse for ServingError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.to_string() });
-        (self.http_status(), Json(body)).into_response()
+        let mut response = (self.http_status(), Json(body)).into_response();
+        if matches!(self, ServingError::Unauthenticated(_)) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
     }
 }

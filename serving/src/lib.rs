@@ -10,6 +10,7 @@
 //! deployment; `service` is the one request path, which the `api` modules call with the
 //! protocol-neutral `request` types.
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod backend;

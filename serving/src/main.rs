@@ -20,6 +20,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = ServingConfig::parse();
+    let access = app::access(&config)?;
     let service = app::start(&config).await?;
     let http = TcpListener::bind((config.host.as_str(), config.http_port)).await?;
     let grpc = TcpListener::bind((config.host.as_str(), config.grpc_port)).await?;
@@ -39,7 +40,15 @@ async fn main() -> anyhow::Result<()> {
         let every = std::time::Duration::from_secs(config.repository_poll_seconds);
         app::spawn_repository_sync(&service, every, shutdown.clone());
     }
-    app::serve(service, http, grpc, config.max_request_bytes, shutdown).await
+    app::serve(
+        service,
+        access,
+        http,
+        grpc,
+        config.max_request_bytes,
+        shutdown,
+    )
+    .await
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

@@ -16,6 +16,7 @@ requests are built as protobuf messages and sent through the generated stub.
 """
 
 import argparse
+import os
 import queue
 from functools import partial
 
@@ -26,6 +27,13 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 from reference import EXAMPLE_MODELS, TEST_MODELS, reference_outputs, sample_inputs
+
+def bearer(token):
+    return {"authorization": f"Bearer {token}"}
+
+
+# The server's admin token (--admin-token-file), for loading and unloading.
+ADMIN = bearer(os.environ["OKLA_ADMIN_TOKEN"])
 
 MODEL_DIRS = {
     "pricing": EXAMPLE_MODELS / "pricing",
@@ -356,17 +364,21 @@ def check_labels(client):
 def check_load_unload(client):
     inputs = sample_inputs("pricing", rows=1, seed=0)
     assert client.is_model_ready("scratch")
-    client.unload_model("scratch")
+    # Model control needs the admin token (okla-serving: --model-control explicit).
+    expect_error(lambda: client.unload_model("scratch"), "UNAUTHENTICATED", "admin token")
+    expect_error(lambda: client.unload_model("scratch", headers=bearer("wrong-token")), "UNAUTHENTICATED", "token")
+    assert client.is_model_ready("scratch")
+    client.unload_model("scratch", headers=ADMIN)
     rows = {(m.name, m.version): m for m in client.get_model_repository_index().models}
     assert rows[("scratch", "")].state == "UNAVAILABLE", rows
     assert ("scratch", "1") not in rows, rows
     expect_error(lambda: client.infer("scratch", infer_inputs(inputs)), "NOT_FOUND", "scratch")
-    client.load_model("scratch")
+    client.load_model("scratch", headers=ADMIN)
     assert client.is_model_ready("scratch")
     result = client.infer("scratch", infer_inputs(inputs))
     assert result.get_response().model_version == "1"
-    expect_error(lambda: client.load_model("no_such_model"), "NOT_FOUND", "no_such_model")
-    expect_error(lambda: client.unload_model("no_such_model"), "NOT_FOUND", "no_such_model")
+    expect_error(lambda: client.load_model("no_such_model", headers=ADMIN), "NOT_FOUND", "no_such_model")
+    expect_error(lambda: client.unload_model("no_such_model", headers=ADMIN), "NOT_FOUND", "no_such_model")
     check_still_serving(client)
 
 

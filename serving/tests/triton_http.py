@@ -10,6 +10,7 @@ datatype through `dtypes`, gzip and deflate request and response compression, th
 unload/load.
 """
 
+import os
 import asyncio
 import sys
 
@@ -52,6 +53,14 @@ def check_outputs(label, result, expected, binary):
             np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4, err_msg=f"{label}: {name}")
         else:
             np.testing.assert_array_equal(got, want, err_msg=f"{label}: {name}")
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+# The server's admin token (--admin-token-file), for loading and unloading.
+ADMIN = bearer(os.environ["OKLA_ADMIN_TOKEN"])
 
 
 def expect_error(label, status, call, *fragments):
@@ -207,11 +216,15 @@ def check_errors(client):
 
 
 def check_unload_and_load(client):
-    client.unload_model("pricing_mlp")
-    assert not client.is_model_ready("pricing_mlp")
-    client.load_model("pricing_mlp")
+    # Model control needs the admin token (okla-serving: --model-control explicit).
+    expect_error("unload without a token", "401", lambda: client.unload_model("pricing_mlp"), "admin token")
+    expect_error("unload with a wrong token", "401", lambda: client.unload_model("pricing_mlp", headers=bearer("wrong")))
     assert client.is_model_ready("pricing_mlp")
-    expect_error("load unknown model", "404", lambda: client.load_model("no_such_model"))
+    client.unload_model("pricing_mlp", headers=ADMIN)
+    assert not client.is_model_ready("pricing_mlp")
+    client.load_model("pricing_mlp", headers=ADMIN)
+    assert client.is_model_ready("pricing_mlp")
+    expect_error("load unknown model", "404", lambda: client.load_model("no_such_model", headers=ADMIN))
 
 
 async def check_aio(url):

@@ -132,8 +132,10 @@ impl Serving {
         let grpc = TcpListener::bind("127.0.0.1:0").await.expect("bind gRPC");
         let grpc_url = format!("http://{}", grpc.local_addr().expect("bound"));
         let shutdown = CancellationToken::new();
+        let access = okla_serving::app::access(&config).expect("access rules");
         let serve = okla_serving::app::serve(
             service,
+            access,
             http,
             grpc,
             config.max_request_bytes,

@@ -6,6 +6,7 @@ pub mod deployments;
 pub mod events;
 pub mod model_registry;
 pub mod nodes;
+pub mod tokens;
 
 pub use deployments::{
     CanaryGate, Deployment, DeploymentAnswer, DeploymentList, DeploymentSpec, Route, Sticky,
@@ -16,3 +17,4 @@ pub use nodes::{
     ModelReport, Node, NodeAnswer, NodeList, NodeModel, NodeReport, NodeVersion, VersionReport,
     VersionState,
 };
+pub use tokens::{TokenVerdict, VerifyToken};

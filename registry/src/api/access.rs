@@ -59,6 +59,8 @@ enum Rule {
     Admin,
     /// A serving node reporting as itself.
     OwnNode(String),
+    /// Any serving node's credential (or an admin).
+    Node,
     On(Target, Access),
 }
 
@@ -200,6 +202,7 @@ fn okla_rule(method: &Method, route: &str) -> Rule {
         }
         (&Method::GET, ["nodes", _]) => Rule::Authenticated,
         (&Method::PUT, ["nodes", node_id]) => Rule::OwnNode(decode(node_id)),
+        (&Method::POST, ["tokens", "verify"]) => Rule::Node,
         (_, ["tokens"]) | (_, ["tokens", _]) => Rule::Authenticated,
         _ => Rule::Admin,
     }
@@ -456,6 +459,12 @@ async fn authorize(
             ))),
         },
         _ if principal.is_superuser() => Ok(()),
+        Rule::Node => match principal {
+            Principal::Node { .. } => Ok(()),
+            _ => Err(Error::Forbidden(
+                "Permission denied: only serving nodes verify tokens".to_owned(),
+            )),
+        },
         Rule::Admin => Err(Error::Forbidden(
             "Permission denied: only an admin may call this".to_owned(),
         )),
@@ -641,6 +650,8 @@ mod tests {
                 Rule::OwnNode("n-1".into()),
             ),
             (&delete, "/api/okla/v1/nodes/n-1", Rule::Admin),
+            (&post, "/api/okla/v1/tokens/verify", Rule::Node),
+            (&delete, "/api/okla/v1/tokens/tok_1", Rule::Authenticated),
             (
                 &get,
                 "/api/okla/v1/models/m/versions/3/files",

@@ -66,6 +66,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
             get(users::list_tokens).post(users::create_token),
         )
         .route("/api/okla/v1/audit", get(users::audit_log))
+        .route("/api/okla/v1/tokens/verify", post(users::verify_token))
         .route(
             "/api/okla/v1/tokens/{token_id}",
             delete(users::revoke_token),

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{delete, get, patch, post};
+use okla_proto::wire::{TokenVerdict, VerifyToken};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -490,4 +491,35 @@ pub(super) async fn audit_log(
     Ok(Json(
         json!({ "entries": entries, "next_after": next_after }),
     ))
+}
+
+/// A serving node asks whether a caller's token is live and may use a model; nodes cache the
+/// verdict briefly, so this is called once per token and model per node every few seconds.
+pub(super) async fn verify_token(
+    State(state): State<AppState>,
+    Fields(request): Fields<VerifyToken>,
+) -> Result<Json<TokenVerdict>> {
+    let Some(principal) = state.auth.token_principal(&request.token).await else {
+        return Ok(Json(TokenVerdict::invalid()));
+    };
+    let may_read = match &request.model {
+        Some(model) => {
+            state
+                .auth
+                .allows(
+                    &principal,
+                    ResourceType::RegisteredModel,
+                    model,
+                    Access::Read,
+                )
+                .await?
+        }
+        None => false,
+    };
+    Ok(Json(TokenVerdict {
+        valid: true,
+        subject: Some(principal.actor()),
+        is_admin: principal.is_superuser(),
+        may_read,
+    }))
 }

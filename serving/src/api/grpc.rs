@@ -8,6 +8,7 @@
 //! shared memory, tracing, logging) answer UNIMPLEMENTED through the generated default stubs.
 
 use std::fmt::Display;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -17,8 +18,10 @@ use okla_proto::inference::grpc_inference_service_server::{
 };
 use tonic::codec::CompressionEncoding;
 use tonic::codegen::BoxStream;
+use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
 
+use crate::access::{self, Access, Need};
 use crate::error::ServingError;
 use crate::request::{InferRequest, InferResponse, Protocol, RepositoryEntry, VersionSelector};
 use crate::service::InferenceService;
@@ -28,14 +31,32 @@ use crate::tensor::{
 
 pub struct GrpcApi {
     service: InferenceService,
+    access: Arc<Access>,
+}
+
+/// The bearer token of a call's `authorization` metadata.
+fn bearer(metadata: &MetadataMap) -> Option<&str> {
+    access::bearer(
+        metadata
+            .get("authorization")
+            .and_then(|value| value.to_str().ok()),
+    )
+}
+
+impl GrpcApi {
+    /// Admits a call as `access` says (see `crate::access`).
+    async fn admit<T>(&self, request: &Request<T>, need: Need<'_>) -> Result<(), Status> {
+        Ok(self.access.check(bearer(request.metadata()), need).await?)
+    }
 }
 
 pub fn server(
     service: InferenceService,
+    access: Arc<Access>,
     max_message_bytes: usize,
 ) -> GrpcInferenceServiceServer<GrpcApi> {
     // The decoding limit holds for a compressed message's decompressed size too.
-    GrpcInferenceServiceServer::new(GrpcApi { service })
+    GrpcInferenceServiceServer::new(GrpcApi { service, access })
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes)
         // Requests compressed by tritonclient's `compression_algorithm` (gzip or deflate).
@@ -72,6 +93,8 @@ impl GrpcInferenceService for GrpcApi {
         &self,
         request: Request<pb::ModelReadyRequest>,
     ) -> Result<Response<pb::ModelReadyResponse>, Status> {
+        self.admit(&request, Need::Model(&request.get_ref().name))
+            .await?;
         let request = request.into_inner();
         let ready = self
             .service
@@ -99,6 +122,8 @@ impl GrpcInferenceService for GrpcApi {
         &self,
         request: Request<pb::ModelMetadataRequest>,
     ) -> Result<Response<pb::ModelMetadataResponse>, Status> {
+        self.admit(&request, Need::Model(&request.get_ref().name))
+            .await?;
         let request = request.into_inner();
         let metadata = self
             .service
@@ -116,6 +141,8 @@ impl GrpcInferenceService for GrpcApi {
         &self,
         request: Request<pb::ModelInferRequest>,
     ) -> Result<Response<pb::ModelInferResponse>, Status> {
+        self.admit(&request, Need::Model(&request.get_ref().model_name))
+            .await?;
         let routing_key = routing_key_metadata(&self.service, &request);
         let response = infer(&self.service, request.into_inner(), routing_key).await?;
         Ok(Response::new(response))
@@ -126,19 +153,29 @@ impl GrpcInferenceService for GrpcApi {
         request: Request<tonic::Streaming<pb::ModelInferRequest>>,
     ) -> Result<Response<BoxStream<pb::ModelStreamInferResponse>>, Status> {
         let service = self.service.clone();
+        let access = self.access.clone();
         // Stream messages carry no metadata of their own: the call's metadata applies to all.
         let metadata = request.metadata().clone();
         let responses = request
             .into_inner()
             .map(move |message| {
                 let service = service.clone();
+                let access = access.clone();
                 let metadata = metadata.clone();
                 async move {
                     // A bad request on a stream is reported in its response and the stream goes
                     // on, as Triton does; only a broken stream itself ends it.
                     let request = message?;
                     let routing_key = routing_key_from(&service, &request.model_name, &metadata);
-                    Ok(match infer(&service, request, routing_key).await {
+                    let admitted = access
+                        .check(bearer(&metadata), Need::Model(&request.model_name))
+                        .await
+                        .map_err(Status::from);
+                    let answered = match admitted {
+                        Ok(()) => infer(&service, request, routing_key).await,
+                        Err(status) => Err(status),
+                    };
+                    Ok(match answered {
                         Ok(response) => pb::ModelStreamInferResponse {
                             error_message: String::new(),
                             infer_response: Some(response),
@@ -158,6 +195,7 @@ impl GrpcInferenceService for GrpcApi {
         &self,
         request: Request<pb::RepositoryIndexRequest>,
     ) -> Result<Response<pb::RepositoryIndexResponse>, Status> {
+        self.admit(&request, Need::AnyToken).await?;
         let request = request.into_inner();
         let models = self
             .service
@@ -172,6 +210,7 @@ impl GrpcInferenceService for GrpcApi {
         &self,
         request: Request<pb::RepositoryModelLoadRequest>,
     ) -> Result<Response<pb::RepositoryModelLoadResponse>, Status> {
+        self.admit(&request, Need::ModelControl).await?;
         let request = request.into_inner();
         // Triton lets a load override the model's config or files; silently ignoring them would
         // load something other than what the client asked for.
@@ -193,6 +232,7 @@ impl GrpcInferenceService for GrpcApi {
         &self,
         request: Request<pb::RepositoryModelUnloadRequest>,
     ) -> Result<Response<pb::RepositoryModelUnloadResponse>, Status> {
+        self.admit(&request, Need::ModelControl).await?;
         let request = request.into_inner();
         self.service.unload_model(&request.model_name).await?;
         Ok(Response::new(pb::RepositoryModelUnloadResponse {}))

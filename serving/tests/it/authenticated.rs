@@ -118,7 +118,9 @@ async fn a_node_serves_and_reports_with_its_credential_and_only_as_itself() {
             format!("admin:{ADMIN_PASSWORD}")
         )
     );
-    let by_admin = put("node-a", basic).await.expect("registry answers");
+    let by_admin = put("node-a", basic.clone())
+        .await
+        .expect("registry answers");
     assert_eq!(by_admin.status(), StatusCode::FORBIDDEN);
     let nodes = admin.nodes("pricing").await.expect("nodes");
     assert!(
@@ -136,5 +138,141 @@ async fn a_node_serves_and_reports_with_its_credential_and_only_as_itself() {
         .await
         .expect("registry answers");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+
+    // A node with --require-token: inference needs a registry token that may read the model.
+    let reader = user_token(&http, &url, &basic, "reader", None).await;
+    let denied = user_token(&http, &url, &basic, "denied", Some("DENY")).await;
+    let node_b = admin
+        .create_token(&NewToken {
+            name: "node-b".to_owned(),
+            node_id: Some("node-b".to_owned()),
+            ..NewToken::default()
+        })
+        .await
+        .expect("node credential");
+    let guarded = Server::start_args_env(
+        &[
+            "--registry",
+            &url,
+            "--registry-poll-seconds",
+            "1",
+            "--node-id",
+            "node-b",
+            "--require-token",
+            "--token-cache-seconds",
+            "1",
+            "--cache-dir",
+            directory.path().join("cache-b").to_str().expect("UTF-8"),
+        ],
+        &[("OKLA_REGISTRY_TOKEN", node_b.secret.as_str())],
+    );
+    let infer_url = format!("{}/v2/models/pricing/infer", guarded.http);
+    let infer = |token: Option<String>| {
+        let request = http
+            .post(&infer_url)
+            .json(&json!({"inputs": [{"name": "features",
+            "shape": [1, 8], "datatype": "FP32", "data": [3, 2019, 60000, 1.6, 0, 1, 4, 12]}]}));
+        match token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+        .send()
+    };
+    wait_until("the guarded node serves pricing", || async {
+        matches!(infer(Some(reader.secret.clone())).await, Ok(answer) if answer.status() == StatusCode::OK)
+    })
+    .await;
+    let missing = infer(None).await.expect("answer");
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(missing.headers()["www-authenticate"], "Bearer");
+    let unknown = infer(Some("okla_not-a-token".to_owned()))
+        .await
+        .expect("answer");
+    assert_eq!(unknown.status(), StatusCode::UNAUTHORIZED);
+    let forbidden = infer(Some(denied.secret.clone())).await.expect("answer");
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    let health = http
+        .get(format!("{}/v2/health/ready", guarded.http))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(health.status(), StatusCode::OK, "probes need no token");
+
+    // A revoked token stops working once the node's verdict expires.
+    admin.revoke_token(&reader.token.id).await.expect("revoked");
+    wait_until("the revoked token is refused", || async {
+        matches!(infer(Some(reader.secret.clone())).await, Ok(answer) if answer.status() == StatusCode::UNAUTHORIZED)
+    })
+    .await;
+
+    // With the registry gone, a token the node accepted before still works; an unseen one
+    // cannot be checked.
+    let second = user_token(&http, &url, &basic, "reader2", None).await;
+    assert_eq!(
+        infer(Some(second.secret.clone()))
+            .await
+            .expect("answer")
+            .status(),
+        StatusCode::OK
+    );
     shutdown.cancel();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let during_outage = infer(Some(second.secret.clone())).await.expect("answer");
+    assert_eq!(during_outage.status(), StatusCode::OK);
+    let unseen = infer(Some("okla_never-seen".to_owned()))
+        .await
+        .expect("answer");
+    assert_eq!(unseen.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// Creates `username` (with `grant` on `pricing`, if any) and a token of theirs.
+async fn user_token(
+    http: &reqwest::Client,
+    url: &str,
+    admin_basic: &str,
+    username: &str,
+    grant: Option<&str>,
+) -> okla_client::IssuedToken {
+    let password = format!("{username}-password-for-tests");
+    let call = |path: &str, body: serde_json::Value, authorization: String| {
+        http.post(format!("{url}{path}"))
+            .header("authorization", authorization)
+            .json(&body)
+            .send()
+    };
+    let created = call(
+        "/api/2.0/mlflow/users/create",
+        json!({"username": username, "password": password}),
+        admin_basic.to_owned(),
+    )
+    .await
+    .expect("registry answers");
+    assert_eq!(created.status(), StatusCode::OK);
+    if let Some(permission) = grant {
+        let granted = call(
+            "/api/3.0/mlflow/users/permissions/grant",
+            json!({"username": username, "resource_type": "registered_model",
+                   "resource_id": "pricing", "permission": permission}),
+            admin_basic.to_owned(),
+        )
+        .await
+        .expect("registry answers");
+        assert_eq!(granted.status(), StatusCode::OK);
+    }
+    let user_basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{username}:{password}")
+        )
+    );
+    let answer = call(
+        "/api/okla/v1/tokens",
+        json!({"name": "inference"}),
+        user_basic,
+    )
+    .await
+    .expect("registry answers");
+    assert_eq!(answer.status(), StatusCode::OK);
+    answer.json().await.expect("a token")
 }

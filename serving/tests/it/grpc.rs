@@ -8,7 +8,7 @@ use okla_proto::inference as pb;
 use okla_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use tonic::Code;
 
-use crate::support::{Server, example_models, run_python, workspace_root};
+use crate::support::{ADMIN_TOKEN, Server, example_models, run_python_env, workspace_root};
 
 fn link(target: &Path, link: &Path) {
     if let Some(parent) = link.parent() {
@@ -51,8 +51,12 @@ fn compatibility_repository() -> tempfile::TempDir {
 #[test]
 fn tritonclient_grpc_works_unchanged() {
     let repository = compatibility_repository();
-    let server = Server::start(repository.path());
-    let stdout = run_python("triton_grpc.py", &["--url", &server.grpc]);
+    let server = Server::start_controlled(repository.path(), &[]);
+    let stdout = run_python_env(
+        "triton_grpc.py",
+        &["--url", &server.grpc],
+        &[("OKLA_ADMIN_TOKEN", ADMIN_TOKEN)],
+    );
     assert_eq!(stdout.lines().last(), Some("OK"), "{stdout}");
 }
 

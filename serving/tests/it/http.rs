@@ -13,7 +13,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use crate::support::{Server, example_models, run_python, workspace_root};
+use crate::support::{
+    ADMIN_TOKEN, Server, example_models, run_python, run_python_env, workspace_root,
+};
 
 /// A repository with the example and test models, plus `labelled`: the pricing model as
 /// versions 1 and 2, both served, with labels `stable` = 1 and `canary` = 2.
@@ -575,8 +577,12 @@ async fn health_index_and_metrics() {
 #[test]
 fn tritonclient_http_works_unchanged() {
     let repository = repository();
-    let server = Server::start(repository.path());
+    let server = Server::start_controlled(repository.path(), &[]);
     let address = server.http.strip_prefix("http://").expect("an http:// URL");
-    let stdout = run_python("triton_http.py", &[address]);
+    let stdout = run_python_env(
+        "triton_http.py",
+        &[address],
+        &[("OKLA_ADMIN_TOKEN", ADMIN_TOKEN)],
+    );
     assert!(stdout.contains("all checks passed"), "{stdout}");
 }

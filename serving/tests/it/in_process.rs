@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use okla_proto::inference as pb;
 use okla_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
+use okla_serving::access::{Access, ModelControl};
 use okla_serving::api::grpc::server;
 use okla_serving::manager::{ManagerSettings, ModelManager};
 use okla_serving::metrics::Metrics;
@@ -54,13 +55,30 @@ async fn start() -> (GrpcInferenceServiceClient<Channel>, tempfile::TempDir) {
     let address = listener.local_addr().unwrap();
     tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(server(service, 1 << 20))
+            .add_service(server(
+                service,
+                Access::new(ModelControl::Explicit, false, Some(ADMIN_TOKEN), None),
+                1 << 20,
+            ))
             .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
     );
     let client = GrpcInferenceServiceClient::connect(format!("http://{address}"))
         .await
         .unwrap();
     (client, repository)
+}
+
+/// The token `start` gives model control to.
+const ADMIN_TOKEN: &str = "in-process-admin-token";
+
+/// `message` with the admin token in its metadata.
+fn as_admin<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {ADMIN_TOKEN}").parse().expect("ASCII"),
+    );
+    request
 }
 
 fn x_raw(rows: &[[f32; 2]]) -> pb::ModelInferRequest {
@@ -387,14 +405,38 @@ async fn repository_index_load_and_unload() {
         .into_inner();
     assert!(ready.models.iter().all(|m| m.name == "double"));
 
-    let unload = |name: &str| pb::RepositoryModelUnloadRequest {
-        model_name: name.into(),
+    let unload = |name: &str| {
+        as_admin(pb::RepositoryModelUnloadRequest {
+            model_name: name.into(),
+            ..Default::default()
+        })
+    };
+    let load = |name: &str| {
+        as_admin(pb::RepositoryModelLoadRequest {
+            model_name: name.into(),
+            ..Default::default()
+        })
+    };
+    // Model control needs the admin token.
+    let anonymous = pb::RepositoryModelUnloadRequest {
+        model_name: "double".into(),
         ..Default::default()
     };
-    let load = |name: &str| pb::RepositoryModelLoadRequest {
-        model_name: name.into(),
-        ..Default::default()
-    };
+    assert_refused(
+        client.repository_model_unload(anonymous.clone()).await,
+        Code::Unauthenticated,
+        &["admin token"],
+    );
+    let mut wrong = tonic::Request::new(anonymous);
+    wrong.metadata_mut().insert(
+        "authorization",
+        "Bearer not-the-token".parse().expect("ASCII"),
+    );
+    assert_refused(
+        client.repository_model_unload(wrong).await,
+        Code::Unauthenticated,
+        &["token"],
+    );
     client
         .repository_model_unload(unload("double"))
         .await
@@ -435,7 +477,7 @@ async fn repository_index_load_and_unload() {
         &["corrupt"],
     );
     let mut with_config = load("double");
-    with_config.parameters.insert(
+    with_config.get_mut().parameters.insert(
         "config".into(),
         pb::ModelRepositoryParameter {
             parameter_choice: Some(

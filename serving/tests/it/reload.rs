@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Server, Traffic, example_models, wait_until};
+use crate::support::{ADMIN_TOKEN, Server, Traffic, example_models, wait_until};
 
 /// Places `pricing`'s model file as `<model>/<version>` in one rename, so the poller never
 /// sees a half-written version directory.
@@ -35,7 +35,7 @@ async fn get(client: &reqwest::Client, url: String) -> (StatusCode, Value) {
 async fn repository_changes_are_served_without_failing_requests() {
     let repository = tempfile::tempdir().expect("temporary directory");
     publish_version(repository.path(), "pricing", 1);
-    let server = Server::start_with(repository.path(), &["--repository-poll-seconds", "1"]);
+    let server = Server::start_controlled(repository.path(), &["--repository-poll-seconds", "1"]);
     let client = reqwest::Client::new();
     let versions_of = |model: &str| {
         let (client, url) = (client.clone(), format!("{}/v2/models/{model}", server.http));
@@ -76,6 +76,7 @@ async fn repository_changes_are_served_without_failing_requests() {
             "{}/v2/repository/models/pricing/unload",
             server.http
         ))
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .expect("unload answers");

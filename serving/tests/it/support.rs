@@ -17,6 +17,8 @@ const GRPC_LISTENING: &str = "okla-serving grpc listening on ";
 /// An `okla-serving` process on ephemeral ports, killed when dropped.
 pub(crate) struct Server {
     _process: TestProcess,
+    /// Holds `--admin-token-file` for as long as the server runs.
+    _admin_token: Option<tempfile::TempDir>,
     /// `http://127.0.0.1:PORT`
     pub(crate) http: String,
     /// `127.0.0.1:PORT`
@@ -35,6 +37,24 @@ impl Server {
         let mut args = vec!["--model-repository", repository];
         args.extend_from_slice(extra_args);
         Server::start_args(&args)
+    }
+
+    /// Serves `repository` with model control on (`--model-control explicit`), loads and
+    /// unloads allowed with [`ADMIN_TOKEN`], and `extra_args`.
+    pub(crate) fn start_controlled(repository: &Path, extra_args: &[&str]) -> Server {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let token_file = directory.path().join("admin-token");
+        std::fs::write(&token_file, ADMIN_TOKEN).expect("write the admin token");
+        let mut args = vec![
+            "--model-control",
+            "explicit",
+            "--admin-token-file",
+            token_file.to_str().expect("UTF-8 path"),
+        ];
+        args.extend_from_slice(extra_args);
+        let mut server = Server::start_with(repository, &args);
+        server._admin_token = Some(directory);
+        server
     }
 
     /// Starts the server with exactly these flags besides host and ports (e.g. `--registry`
@@ -67,6 +87,7 @@ impl Server {
             http: process.address(HTTP_LISTENING).to_owned(),
             grpc: process.address(GRPC_LISTENING).to_owned(),
             _process: process,
+            _admin_token: None,
         }
     }
 }
@@ -76,13 +97,21 @@ pub(crate) fn example_models() -> PathBuf {
     workspace_root().join("examples/models")
 }
 
+/// The token [`Server::start_controlled`] gives model control to.
+pub(crate) const ADMIN_TOKEN: &str = "serving-tests-admin-token";
+
 /// Runs a Python script from `serving/tests/` with the test venv's interpreter and fails with
 /// its output unless it exits 0. Returns its stdout.
 pub(crate) fn run_python(script: &str, args: &[&str]) -> String {
+    run_python_env(script, args, &[])
+}
+
+/// [`run_python`] with `env` added to the script's environment.
+pub(crate) fn run_python_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
     okla_test_support::run_python(
         &workspace_root().join("serving/tests").join(script),
         args,
-        &[],
+        env,
     )
 }
 

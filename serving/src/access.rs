@@ -1,0 +1,250 @@
+//! Who may call what on a serving node: model control (load, unload: off unless
+//! `--model-control explicit`, then only with an admin token) and, with `--require-token`,
+//! inference and model metadata (a registry token that may read the model).
+//!
+//! Tokens are checked against the registry (`POST /api/okla/v1/tokens/verify`, with the node's
+//! own credential), not on every request: a verdict is reused for `--token-cache-seconds`
+//! (30), so a revoked token stops working within that time, and the last verdict for a token is kept beside, so an
+//! unreachable registry never stops the node from accepting a token it accepted before.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::sync::Cache;
+use okla_client::TokenVerdict;
+use sha2::{Digest, Sha256};
+
+use crate::error::ServingError;
+
+/// Whether models may be loaded and unloaded over the API, as Triton's `--model-control-mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModelControl {
+    /// The repository or the registry decides what is served; load and unload are refused.
+    None,
+    /// Load and unload over HTTP and gRPC, with an admin token.
+    Explicit,
+}
+
+/// What a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need<'a> {
+    /// Inference or metadata of a model.
+    Model(&'a str),
+    /// Loading or unloading models.
+    ModelControl,
+    /// Listing the repository: any valid token with `--require-token`.
+    AnyToken,
+}
+
+/// The registry's answers about tokens, cached.
+pub struct TokenVerifier {
+    registry: okla_client::Client,
+    fresh: Cache<(String, Option<String>), TokenVerdict>,
+    last_known: Cache<(String, Option<String>), TokenVerdict>,
+}
+
+impl TokenVerifier {
+    /// Verdicts are reused for `ttl`.
+    pub fn new(registry: okla_client::Client, ttl: Duration) -> TokenVerifier {
+        TokenVerifier {
+            registry,
+            fresh: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl.max(Duration::from_millis(1)))
+                .build(),
+            last_known: Cache::builder().max_capacity(100_000).build(),
+        }
+    }
+
+    async fn verdict(
+        &self,
+        token: &str,
+        model: Option<&str>,
+    ) -> Result<TokenVerdict, ServingError> {
+        let key = (
+            hex::encode(Sha256::digest(token.as_bytes())),
+            model.map(str::to_owned),
+        );
+        if let Some(verdict) = self.fresh.get(&key) {
+            return Ok(verdict);
+        }
+        match self.registry.verify_token(token, model).await {
+            Ok(verdict) => {
+                self.fresh.insert(key.clone(), verdict.clone());
+                self.last_known.insert(key, verdict.clone());
+                Ok(verdict)
+            }
+            Err(error) => match self.last_known.get(&key) {
+                Some(verdict) => {
+                    tracing::warn!(%error, "the registry cannot verify a token; using its last verdict");
+                    Ok(verdict)
+                }
+                None => {
+                    tracing::warn!(%error, "the registry cannot verify a token");
+                    Err(ServingError::Unavailable(
+                        "cannot verify the token: the registry does not answer; retry later"
+                            .to_owned(),
+                    ))
+                }
+            },
+        }
+    }
+}
+
+/// The node's access rules, from its configuration.
+pub struct Access {
+    pub model_control: ModelControl,
+    pub require_token: bool,
+    /// SHA-256 of the `--admin-token-file` token, which may always control models.
+    admin_token_sha256: Option<[u8; 32]>,
+    verifier: Option<TokenVerifier>,
+}
+
+impl Access {
+    /// No token needed for inference, no model control: the default without a registry.
+    pub fn open() -> Arc<Access> {
+        Arc::new(Access {
+            model_control: ModelControl::None,
+            require_token: false,
+            admin_token_sha256: None,
+            verifier: None,
+        })
+    }
+
+    pub fn new(
+        model_control: ModelControl,
+        require_token: bool,
+        admin_token: Option<&str>,
+        verifier: Option<TokenVerifier>,
+    ) -> Arc<Access> {
+        Arc::new(Access {
+            model_control,
+            require_token,
+            admin_token_sha256: admin_token.map(|token| Sha256::digest(token.as_bytes()).into()),
+            verifier,
+        })
+    }
+
+    /// Admits a request that presented `bearer` (the token of `Authorization: Bearer`), or
+    /// answers why not: 401 without a usable token, 403 when the token may not.
+    pub async fn check(&self, bearer: Option<&str>, need: Need<'_>) -> Result<(), ServingError> {
+        match need {
+            Need::Model(_) | Need::AnyToken if !self.require_token => Ok(()),
+            Need::AnyToken => {
+                let token = bearer.ok_or_else(|| {
+                    ServingError::Unauthenticated(
+                        "this node requires a token: send Authorization: Bearer <token>"
+                            .to_owned(),
+                    )
+                })?;
+                self.registry_verdict(token, None).await.map(|_| ())
+            }
+            Need::ModelControl if self.model_control == ModelControl::None => {
+                Err(ServingError::PermissionDenied(
+                    "model control is off on this node: what it serves follows its repository or registry; start it with --model-control explicit to load and unload over the API".to_owned(),
+                ))
+            }
+            Need::ModelControl => {
+                let token = bearer.ok_or_else(|| {
+                    ServingError::Unauthenticated(
+                        "loading and unloading models needs an admin token (Authorization: Bearer)"
+                            .to_owned(),
+                    )
+                })?;
+                let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+                if self.admin_token_sha256 == Some(digest) {
+                    return Ok(());
+                }
+                let verdict = self.registry_verdict(token, None).await?;
+                if verdict.is_admin {
+                    Ok(())
+                } else {
+                    Err(ServingError::PermissionDenied(
+                        "loading and unloading models needs an admin's token".to_owned(),
+                    ))
+                }
+            }
+            Need::Model(model) => {
+                let token = bearer.ok_or_else(|| {
+                    ServingError::Unauthenticated(
+                        "this node requires a token: send Authorization: Bearer <token>"
+                            .to_owned(),
+                    )
+                })?;
+                let verdict = self.registry_verdict(token, Some(model)).await?;
+                if verdict.may_read {
+                    Ok(())
+                } else {
+                    Err(ServingError::PermissionDenied(format!(
+                        "the token may not use model '{model}'"
+                    )))
+                }
+            }
+        }
+    }
+
+    async fn registry_verdict(
+        &self,
+        token: &str,
+        model: Option<&str>,
+    ) -> Result<TokenVerdict, ServingError> {
+        let verifier = self
+            .verifier
+            .as_ref()
+            .ok_or_else(|| ServingError::Unauthenticated("invalid token".to_owned()))?;
+        let verdict = verifier.verdict(token, model).await?;
+        if verdict.valid {
+            Ok(verdict)
+        } else {
+            Err(ServingError::Unauthenticated(
+                "invalid token: unknown, expired or revoked".to_owned(),
+            ))
+        }
+    }
+}
+
+/// The token of an `Authorization: Bearer` header value.
+pub fn bearer(authorization: Option<&str>) -> Option<&str> {
+    let (scheme, token) = authorization?.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(future)
+    }
+
+    #[test]
+    fn model_control_is_off_unless_explicit_and_then_needs_the_admin_token() {
+        let off = Access::new(ModelControl::None, false, Some("admin-secret"), None);
+        let refused = block_on(off.check(Some("admin-secret"), Need::ModelControl));
+        assert!(matches!(refused, Err(ServingError::PermissionDenied(_))));
+        let explicit = Access::new(ModelControl::Explicit, false, Some("admin-secret"), None);
+        assert!(block_on(explicit.check(Some("admin-secret"), Need::ModelControl)).is_ok());
+        for token in [None, Some("wrong")] {
+            let refused = block_on(explicit.check(token, Need::ModelControl));
+            assert!(
+                matches!(refused, Err(ServingError::Unauthenticated(_))),
+                "{token:?}"
+            );
+        }
+        // Inference stays open without --require-token.
+        assert!(block_on(explicit.check(None, Need::Model("m"))).is_ok());
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_header() {
+        assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("bearer  abc ")), Some("abc"));
+        assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(Some("Bearer ")), None);
+        assert_eq!(bearer(None), None);
+    }
+}
