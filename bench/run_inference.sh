@@ -3,7 +3,7 @@
 # in-process ONNX Runtime floor, on the pricing regressor (examples/models/pricing).
 #
 # Usage (from anywhere; paths are relative to the workspace root):
-#   bench/run_inference.sh [--only both|okla|mlserver] [--seconds N] [--keep]
+#   bench/run_inference.sh [--only both|okla|mlserver|auth] [--seconds N] [--keep]
 #
 # What it does:
 #   1. floor: `inference-bench floor` runs session.run in this process, one thread, batch 1 and 32;
@@ -16,6 +16,9 @@
 #        h2load reports throughput and mean latency only (no percentiles),
 #      - HTTP: wrk with a V2 JSON infer body at the same concurrency levels (2 wrk threads),
 #      and stops it.
+#   With --only auth: okla-serving following okla-registry (authentication on), once without and
+#   once with --require-token (every request carries a registry token the node checks, its
+#   verdict cached), the same gRPC and HTTP loads, and the cost of the check.
 # Requirements: the test venv (.venv, from `bash scripts/test` or the requirements files),
 # wrk and h2load (apt-get install -y wrk nghttp2-client). MLServer is installed into .venv-mlserver on first use
 # (pip install mlserver mlserver-sklearn), apart from the test venv whose pins it would fight.
@@ -31,7 +34,7 @@ SECONDS_PER=10
 KEEP=0
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        --only) ONLY="${2:?--only needs both, okla or mlserver}"; shift 2 ;;
+        --only) ONLY="${2:?--only needs both, okla, mlserver or auth}"; shift 2 ;;
         --seconds) SECONDS_PER="${2:?--seconds needs a number}"; shift 2 ;;
         --keep) KEEP=1; shift ;;
         -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -53,11 +56,17 @@ command -v wrk >/dev/null || { echo "wrk not found: apt-get install -y wrk" >&2;
 command -v h2load >/dev/null || { echo "h2load not found: apt-get install -y nghttp2-client" >&2; exit 1; }
 [[ -f "$ORT_DYLIB_PATH" ]] || { echo "ONNX Runtime library not found; create $VENV first" >&2; exit 1; }
 cargo build --release -p okla-serving -p okla-bench --bin okla-serving --bin inference-bench
+if [[ $ONLY == auth ]]; then cargo build --release -p okla-registry --bin okla-registry; fi
+REGISTRY_BIN="${REGISTRY_BIN:-$ROOT/target/release/okla-registry}"
+# Sent by wrk and h2load when set (--only auth).
+AUTH_HEADER=""
 
 WORK="$(mktemp -d)"
 SERVER_PID=""
+REGISTRY_PID=""
 cleanup() {
     [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+    [[ -n "$REGISTRY_PID" ]] && kill "$REGISTRY_PID" 2>/dev/null && wait "$REGISTRY_PID" 2>/dev/null
     if [[ $KEEP == 1 ]]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -91,6 +100,7 @@ run_wrk() { # label url
         cat > "$WORK/post-$batch.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+if "$AUTH_HEADER" ~= "" then wrk.headers["Authorization"] = "$AUTH_HEADER" end
 local f = io.open("$WORK/body-$batch.json", "r")
 wrk.body = f:read("*a")
 f:close()
@@ -120,6 +130,7 @@ run_h2load() { # label host:port
             local c=$(( 4 * streams )) h2=(h2load -c 4 -m "$streams" -t 1 -d "$WORK/frame-$batch.bin"
                 -H 'content-type: application/grpc' -H 'te: trailers'
                 "http://$target/inference.GRPCInferenceService/ModelInfer")
+            if [[ -n "$AUTH_HEADER" ]]; then h2+=(-H "authorization: $AUTH_HEADER"); fi
             "${h2[@]}" -D 2 >/dev/null # warm-up
             "${h2[@]}" -D "$SECONDS_PER" > "$WORK/h2load.out"
             local rps mean failed
@@ -131,6 +142,50 @@ run_h2load() { # label host:port
         done
     done
 }
+
+if [[ $ONLY == auth ]]; then
+    # A registry with authentication on, the pricing model pushed as champion, a caller with a
+    # token, and one node credential per serving node.
+    registry_port=$(free_port); REGISTRY="http://127.0.0.1:$registry_port"
+    ADMIN_PASSWORD="admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    OKLA_ADMIN_PASSWORD="$ADMIN_PASSWORD" "$REGISTRY_BIN" --host 127.0.0.1 --port "$registry_port" \
+        --backend-store-uri "sqlite:///$WORK/registry.db" --artifacts-destination "$WORK/artifacts" \
+        > "$WORK/registry.log" 2>&1 &
+    REGISTRY_PID=$!
+    wait_ready "$REGISTRY/health"
+    MLFLOW_TRACKING_USERNAME=admin MLFLOW_TRACKING_PASSWORD="$ADMIN_PASSWORD" "$VENV/bin/python" \
+        serving/tests/register_onnx_model.py "$REGISTRY" pricing "$MODEL_FILE" --alias champion > /dev/null
+    admin_post() { # path json -> answer
+        curl -fsS -u "admin:$ADMIN_PASSWORD" -H 'Content-Type: application/json' -d "$2" "$REGISTRY$1"
+    }
+    secret_of() { "$VENV/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["secret"])'; }
+    caller_password="caller-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    admin_post /api/2.0/mlflow/users/create "{\"username\": \"caller\", \"password\": \"$caller_password\"}" > /dev/null
+    CALLER_TOKEN=$(curl -fsS -u "caller:$caller_password" -H 'Content-Type: application/json' \
+        -d '{"name": "bench"}' "$REGISTRY/api/okla/v1/tokens" | secret_of)
+
+    for mode in open require-token; do
+        node_token=$(admin_post /api/okla/v1/tokens "{\"name\": \"bench-$mode\", \"node_id\": \"bench-$mode\"}" | secret_of)
+        http_port=$(free_port); grpc_port=$(free_port)
+        flags=(); AUTH_HEADER=""; export OKLA_SERVING_TOKEN=""
+        if [[ $mode == require-token ]]; then
+            flags=(--require-token); AUTH_HEADER="Bearer $CALLER_TOKEN"; OKLA_SERVING_TOKEN="$CALLER_TOKEN"
+        fi
+        echo "== okla-serving following the registry, $mode"
+        OKLA_REGISTRY_TOKEN="$node_token" "$OKLA_BIN" --host 127.0.0.1 --http-port "$http_port" \
+            --grpc-port "$grpc_port" --registry "$REGISTRY" --node-id "bench-$mode" \
+            --cache-dir "$WORK/cache-$mode" "${flags[@]}" > "$WORK/okla-$mode.log" 2>&1 &
+        SERVER_PID=$!
+        wait_ready "http://127.0.0.1:$http_port/v2/health/ready"
+        # Every answer is checked here (status and grpc-status), which h2load cannot do.
+        "$BENCH_BIN" grpc --label "$mode" --target "127.0.0.1:$grpc_port" --model pricing \
+            --input-name features --features 8 "${grpc_args[@]}"
+        run_h2load "$mode" "127.0.0.1:$grpc_port"
+        run_wrk "$mode" "http://127.0.0.1:$http_port/v2/models/pricing/infer"
+        kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+    done
+    exit 0
+fi
 
 echo "== in-process ONNX Runtime floor (one session, one thread)"
 "$BENCH_BIN" floor --model-file "$MODEL_FILE" --batch 1,32 --seconds "$SECONDS_PER"

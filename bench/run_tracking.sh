@@ -2,11 +2,13 @@
 # Tracking-server benchmark: the reference `mlflow server` and okla-registry, side by side.
 #
 # Usage (from anywhere; paths are relative to the workspace root):
-#   bench/run_tracking.sh [--only both|mlflow|okla] [--keep] [-- TRACKING-BENCH FLAGS...]
+#   bench/run_tracking.sh [--only both|mlflow|okla|auth] [--keep] [-- TRACKING-BENCH FLAGS...]
 # Examples:
 #   bench/run_tracking.sh                                # full run: 10,000 runs, 10 s per scenario
 #   bench/run_tracking.sh -- --runs 500 --seconds 3      # quick check
 #   bench/run_tracking.sh --only mlflow -- --scenarios log-metric,log-batch
+#   bench/run_tracking.sh --only auth                    # okla-registry with --no-auth, then with
+#                                                        # basic auth as a non-admin user
 #
 # What it does, for each server in turn (one server up at a time, so they don't share the 2 cores):
 #   1. creates a fresh PostgreSQL database (okla_bench_<server>_<pid>) and an artifact directory,
@@ -44,14 +46,14 @@ KEEP=0
 BENCH_ARGS=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
-        --only) ONLY="${2:?--only needs both, mlflow or okla}"; shift 2 ;;
+        --only) ONLY="${2:?--only needs both, mlflow, okla or auth}"; shift 2 ;;
         --keep) KEEP=1; shift ;;
         --) shift; BENCH_ARGS=("$@"); break ;;
         -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1 (tracking-bench flags go after --)" >&2; exit 2 ;;
     esac
 done
-case "$ONLY" in both|mlflow|okla) ;; *) echo "--only must be both, mlflow or okla" >&2; exit 2 ;; esac
+case "$ONLY" in both|mlflow|okla|auth) ;; *) echo "--only must be both, mlflow, okla or auth" >&2; exit 2 ;; esac
 
 MLFLOW_WORKERS="${MLFLOW_WORKERS:-4}"
 PG_URL="${PG_URL:-postgresql://postgres@127.0.0.1:5432}"
@@ -132,11 +134,11 @@ wait_healthy() {
 # run_one NAME: starts server NAME on a fresh database, benches it, stops it.
 run_one() {
     local name="$1"
-    local db="okla_bench_${name}_$$"
     local port; port="$(free_port)"
     local url="http://127.0.0.1:$port"
     local artifacts="$WORK/$name-artifacts"
     local log="$WORK/$name-server.log"
+    local db="okla_bench_${name//-/_}_$$"
     mkdir -p "$artifacts"
     create_database "$db"
 
@@ -146,6 +148,10 @@ run_one() {
             --backend-store-uri "${PG_URL/postgresql:/postgresql+psycopg2:}/$db" \
             --artifacts-destination "$artifacts" --serve-artifacts \
             --workers "$MLFLOW_WORKERS" >"$log" 2>&1 &
+    elif [[ "$name" == okla-auth ]]; then
+        OKLA_ADMIN_PASSWORD="$ADMIN_PASSWORD" setsid "$OKLA_BIN" --host 127.0.0.1 --port "$port" \
+            --backend-store-uri "$PG_URL/$db" \
+            --artifacts-destination "$artifacts" >"$log" 2>&1 &
     else
         setsid "$OKLA_BIN" --host 127.0.0.1 --port "$port" --no-auth \
             --backend-store-uri "$PG_URL/$db" \
@@ -154,8 +160,17 @@ run_one() {
     SERVER_PID=$!
     wait_healthy "$name" "$url" "$log"
 
+    local credentials=()
+    if [[ "$name" == okla-auth ]]; then
+        # The bench acts as an ordinary user: it creates its experiment, so it holds MANAGE on
+        # it, and every request pays for a password check (cached) and a grant lookup.
+        curl -fsS -u "admin:$ADMIN_PASSWORD" -H 'Content-Type: application/json' \
+            -d "{\"username\": \"bench\", \"password\": \"$BENCH_PASSWORD\"}" \
+            "$url/api/2.0/mlflow/users/create" >/dev/null
+        credentials=(MLFLOW_TRACKING_USERNAME=bench "MLFLOW_TRACKING_PASSWORD=$BENCH_PASSWORD")
+    fi
     echo "=== $name: tracking-bench"
-    "$BENCH_BIN" --tracking-uri "$url" "${BENCH_ARGS[@]}" --json | tee "$WORK/$name.out"
+    env "${credentials[@]}" "$BENCH_BIN" --tracking-uri "$url" "${BENCH_ARGS[@]}" --json | tee "$WORK/$name.out"
     stop_server
     echo
 }
@@ -163,7 +178,7 @@ run_one() {
 # --- preflight: fail before anything starts if a piece is missing -------------------------------
 command -v psql >/dev/null || { echo "psql not found (apt-get install -y postgresql-client)" >&2; exit 1; }
 psql_admin -c "SELECT 1" >/dev/null || { echo "PostgreSQL not reachable at $PG_URL" >&2; exit 1; }
-if [[ "$ONLY" != okla && ! -x "$VENV/bin/mlflow" ]]; then
+if [[ "$ONLY" != okla && "$ONLY" != auth && ! -x "$VENV/bin/mlflow" ]]; then
     echo "$VENV/bin/mlflow not found: python3 -m venv .venv && .venv/bin/pip install -r registry/tests/requirements.txt" >&2
     exit 1
 fi
@@ -176,15 +191,27 @@ cargo build -q -p okla-bench --release
 echo "run_tracking.sh: servers=$ONLY mlflow_workers=$MLFLOW_WORKERS bench flags: ${BENCH_ARGS[*]:-(defaults)}"
 echo "work dir: $WORK"
 echo
-if [[ "$ONLY" != okla ]]; then run_one mlflow; fi
-if [[ "$ONLY" != mlflow ]]; then run_one okla; fi
+# Generated per run; only the servers started here ever see them.
+ADMIN_PASSWORD="admin-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+BENCH_PASSWORD="bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+case "$ONLY" in
+    both) run_one mlflow; run_one okla ;;
+    mlflow) run_one mlflow ;;
+    okla) run_one okla ;;
+    auth) run_one okla; run_one okla-auth ;;
+esac
 
 # --- comparison ----------------------------------------------------------------------------------
 python3 - "$WORK" "$ONLY" <<'PY'
 import json, pathlib, sys
 
 work, only = pathlib.Path(sys.argv[1]), sys.argv[2]
-names = ["mlflow", "okla"] if only == "both" else [only]
+# The second name is compared with the first: okla against mlflow, or okla with basic auth
+# against okla with --no-auth.
+pairs = {"both": ["mlflow", "okla"], "auth": ["okla", "okla-auth"]}
+names = pairs.get(only, [only])
+compared = len(names) == 2
+heading = "okla vs mlflow" if only == "both" else "auth vs no-auth"
 reports = {}
 for name in names:
     lines = [l for l in (work / f"{name}.out").read_text().splitlines() if l.startswith("{")]
@@ -199,15 +226,15 @@ rows = [  # (scenario, field, label, higher_is_better)
     ("metric-history", "p99_ms", "metric-history p99 ms", False),
 ]
 print("=== results" + ("" if only == "both" else f" ({only} only)"))
-print(f"{'':34}" + "".join(f"{n:>14}" for n in names) + ("   okla vs mlflow" if only == "both" else ""))
+print(f"{'':34}" + "".join(f"{n:>14}" for n in names) + (f"   {heading}" if compared else ""))
 for scenario, field, label, higher_is_better in rows:
     values = [reports[n].get(scenario, {}).get(field) for n in names]
     if all(v is None for v in values):
         continue
     line = f"{label:34}" + "".join(f"{v:14.2f}" if v is not None else f"{'-':>14}" for v in values)
-    if only == "both" and None not in values and min(values) > 0:
-        mlflow, okla = values
-        ratio = okla / mlflow if higher_is_better else mlflow / okla
+    if compared and None not in values and min(values) > 0:
+        base, other = values
+        ratio = other / base if higher_is_better else base / other
         line += f"   {ratio:8.1f}x {'better' if ratio >= 1 else 'worse'}"
     print(line)
 errors = {n: sum(s["errors"] for s in reports[n].values()) for n in names}

@@ -30,6 +30,7 @@ use okla_proto::inference::grpc_inference_service_client::GrpcInferenceServiceCl
 use okla_proto::inference::model_infer_request::InferInputTensor;
 use okla_proto::inference::{ModelInferRequest, ModelMetadataRequest};
 use serde::Serialize;
+use tonic::metadata::{Ascii, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, Parser)]
@@ -219,7 +220,21 @@ fn features(count: usize) -> Vec<f32> {
         .collect()
 }
 
+/// `authorization: Bearer $OKLA_SERVING_TOKEN`, for a node started with `--require-token` (the
+/// token is read from the environment, never a flag, so it stays out of the process list).
+fn authorization() -> anyhow::Result<Option<MetadataValue<Ascii>>> {
+    match std::env::var("OKLA_SERVING_TOKEN") {
+        Ok(token) if !token.is_empty() => {
+            Ok(Some(format!("Bearer {token}").parse().context(
+                "OKLA_SERVING_TOKEN holds characters gRPC metadata cannot carry",
+            )?))
+        }
+        _ => Ok(None),
+    }
+}
+
 async fn run_grpc(args: GrpcArgs, json: bool) -> anyhow::Result<()> {
+    let authorization = authorization()?;
     let endpoint = Endpoint::from_shared(format!("http://{}", args.target))?.tcp_nodelay(true);
     let first = endpoint
         .connect()
@@ -237,7 +252,15 @@ async fn run_grpc(args: GrpcArgs, json: bool) -> anyhow::Result<()> {
             let used = &channels[..connections_wanted.min(concurrency)];
             let warmup = Duration::from_secs(args.warmup_seconds);
             let window = Duration::from_secs(args.seconds);
-            let measured = closed_loop(used, &request, concurrency, warmup, window).await?;
+            let measured = closed_loop(
+                used,
+                &request,
+                authorization.as_ref(),
+                concurrency,
+                warmup,
+                window,
+            )
+            .await?;
             let m = Measurement {
                 label: args.label.clone(),
                 mode: "grpc",
@@ -319,6 +342,7 @@ fn new_histogram() -> Histogram<u64> {
 async fn closed_loop(
     channels: &[Channel],
     request: &ModelInferRequest,
+    authorization: Option<&MetadataValue<Ascii>>,
     concurrency: usize,
     warmup: Duration,
     window: Duration,
@@ -332,6 +356,7 @@ async fn closed_loop(
                 GrpcInferenceServiceClient::new(channels[task % channels.len()].clone())
                     .max_decoding_message_size(256 * 1024 * 1024);
             let request = request.clone();
+            let authorization = authorization.cloned();
             tokio::spawn(async move {
                 let mut measured = Measured::new();
                 loop {
@@ -339,7 +364,11 @@ async fn closed_loop(
                     if sent >= end {
                         break;
                     }
-                    let result = client.model_infer(ModelInferRequest::clone(&request)).await;
+                    let mut call = tonic::Request::new(ModelInferRequest::clone(&request));
+                    if let Some(value) = &authorization {
+                        call.metadata_mut().insert("authorization", value.clone());
+                    }
+                    let result = client.model_infer(call).await;
                     let done = Instant::now();
                     if sent < start {
                         continue;

@@ -144,7 +144,21 @@ struct Tracking {
 
 impl Tracking {
     fn new(tracking_uri: &str, request_timeout: Duration, clients: usize) -> anyhow::Result<Self> {
+        // Credentials as the mlflow client takes them, so the same exports bench a server with
+        // authentication on.
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Ok(username) = std::env::var("MLFLOW_TRACKING_USERNAME") {
+            use base64::Engine;
+            let password = std::env::var("MLFLOW_TRACKING_PASSWORD").unwrap_or_default();
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Basic {encoded}"))
+                .context("MLFLOW_TRACKING_USERNAME/PASSWORD hold characters a header cannot")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
+            .default_headers(headers)
             .timeout(request_timeout)
             .connect_timeout(Duration::from_secs(10))
             // One idle connection per client, so the measured phase reuses connections.

@@ -1,5 +1,7 @@
 //! End to end in headless Chromium: runs logged with the official `mlflow` client
-//! (`ui_runs.py`) are found through the web UI, selected, compared, charted and escaped.
+//! (`ui_runs.py`) are found through the web UI, selected, compared, charted and escaped; and,
+//! with authentication on, signing in and out (CSRF-checked) and artifacts that download
+//! instead of rendering.
 //!
 //! Needs `OKLA_TEST_PYTHON` (the venv with `mlflow`) and `OKLA_TEST_CHROMEDRIVER`
 //! (`/usr/bin/chromedriver`, Chromium at `/usr/bin/chromium`); `scripts/test` provides both.
@@ -225,18 +227,8 @@ async fn current_path(client: &Client) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn compare_runs_in_headless_chromium() {
     let directory = tempfile::tempdir().expect("temp dir");
-    let database = directory.path().join("okla.db");
-    let artifacts = directory.path().join("artifacts");
     let profile = directory.path().join("chromium-profile");
-    let registry = RegistryProcess::start(
-        [
-            "--backend-store-uri",
-            &format!("sqlite:///{}", database.display()),
-            "--artifacts-destination",
-            artifacts.to_str().expect("utf-8 path"),
-        ],
-        &[],
-    );
+    let registry = registry_in(directory.path(), None);
     let logged = log_runs(&registry.url);
     assert_eq!(logged.run_ids.len(), 3);
 
@@ -431,4 +423,188 @@ async fn compare_runs_in_headless_chromium() {
 
     client.close().await.expect("session closes");
     drop(driver);
+}
+
+const ADMIN_PASSWORD: &str = "browser-admin-password";
+
+/// The registry on SQLite and an artifact directory under `directory`; with `admin_password`,
+/// authentication is on.
+fn registry_in(directory: &Path, admin_password: Option<&str>) -> RegistryProcess {
+    let database = format!("sqlite:///{}", directory.join("okla.db").display());
+    let artifacts = directory.join("artifacts");
+    let args = [
+        "--backend-store-uri",
+        database.as_str(),
+        "--artifacts-destination",
+        artifacts.to_str().expect("utf-8 path"),
+    ];
+    match admin_password {
+        Some(password) => {
+            RegistryProcess::start_authenticated(args, &[("OKLA_ADMIN_PASSWORD", password)])
+        }
+        None => RegistryProcess::start(args, &[]),
+    }
+}
+
+/// An admin's JSON call, for the set-up the browser then looks at.
+async fn as_admin(
+    http: &reqwest::Client,
+    url: String,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let answer = http
+        .post(url)
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .json(&body)
+        .send()
+        .await
+        .expect("registry answers");
+    assert!(answer.status().is_success(), "{}", answer.status());
+    answer.json().await.expect("JSON")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_csrf_and_artifact_downloads_in_headless_chromium() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let profile = directory.path().join("chromium-profile");
+    let registry = registry_in(directory.path(), Some(ADMIN_PASSWORD));
+    let http = reqwest::Client::new();
+    let created = as_admin(
+        &http,
+        format!("{}/api/2.0/mlflow/experiments/create", registry.url),
+        json!({"name": "signed-in-experiment"}),
+    )
+    .await;
+    let experiment_id = created["experiment_id"].as_str().expect("id").to_owned();
+    // An uploaded page that would retitle the tab if a browser ever ran it on our origin.
+    let page = format!("{experiment_id}/run/artifacts/page.html");
+    let uploaded = http
+        .put(format!("{}/api/2.0/mlflow-artifacts/artifacts/{page}", registry.url))
+        .basic_auth("admin", Some(ADMIN_PASSWORD))
+        .body("<html><head><title>injected</title></head><body><script>document.title='pwned'</script></body></html>")
+        .send()
+        .await
+        .expect("upload answers");
+    assert!(uploaded.status().is_success(), "{}", uploaded.status());
+
+    let driver = ChromeDriver::start();
+    let client = open_browser(&driver, &profile).await;
+
+    // A page without a session goes to the sign-in form and comes back after it.
+    client
+        .goto(&format!("{}/experiments", registry.url))
+        .await
+        .expect("navigate");
+    assert_eq!(current_path(&client).await, "/login");
+    client
+        .find(Locator::Id("username"))
+        .await
+        .expect("username field")
+        .send_keys("admin")
+        .await
+        .expect("type");
+    client
+        .find(Locator::Id("password"))
+        .await
+        .expect("password field")
+        .send_keys(ADMIN_PASSWORD)
+        .await
+        .expect("type");
+    client
+        .find(Locator::Id("sign-in"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    eventually("signed in and back on the experiments", || async {
+        current_path(&client).await == "/experiments"
+    })
+    .await;
+    let source = client.source().await.expect("page source");
+    assert!(source.contains("signed-in-experiment"), "{source}");
+    // The session cookie is HttpOnly: page script cannot read it.
+    let cookies = client
+        .execute("return document.cookie;", vec![])
+        .await
+        .expect("script");
+    assert!(
+        !cookies.as_str().unwrap_or("").contains("okla_session"),
+        "{cookies}"
+    );
+
+    // The artifact is downloaded, never rendered on our origin.
+    let title_before = client.title().await.expect("title");
+    client
+        .goto(&format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{page}",
+            registry.url
+        ))
+        .await
+        .expect("navigate");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let title = client.title().await.expect("title");
+    assert!(
+        title != "pwned" && title != "injected",
+        "the artifact rendered: {title}"
+    );
+    assert_eq!(title, title_before, "the tab left the UI page");
+
+    // Signing out is a CSRF-checked form: a forged token is refused and the session survives.
+    client
+        .goto(&format!("{}/logout", registry.url))
+        .await
+        .expect("navigate");
+    client
+        .execute(
+            "document.querySelector('input[name=csrf]').value = 'forged';",
+            vec![],
+        )
+        .await
+        .expect("script");
+    client
+        .find(Locator::Id("sign-out"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    eventually("the forged sign-out is refused", || async {
+        client
+            .source()
+            .await
+            .is_ok_and(|source| source.contains("CSRF check failed"))
+    })
+    .await;
+    client
+        .goto(&format!("{}/experiments", registry.url))
+        .await
+        .expect("navigate");
+    assert_eq!(
+        current_path(&client).await,
+        "/experiments",
+        "still signed in"
+    );
+
+    client
+        .goto(&format!("{}/logout", registry.url))
+        .await
+        .expect("navigate");
+    client
+        .find(Locator::Id("sign-out"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+    eventually("signed out", || async {
+        current_path(&client).await == "/login"
+    })
+    .await;
+    client
+        .goto(&format!("{}/experiments", registry.url))
+        .await
+        .expect("navigate");
+    assert_eq!(current_path(&client).await, "/login", "the session ended");
+    client.close().await.expect("close the browser");
 }

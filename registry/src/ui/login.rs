@@ -74,7 +74,7 @@ fn login_form(
     error: Option<&str>,
     status: axum::http::StatusCode,
 ) -> Response {
-    let csrf = random_secret();
+    let csrf = csrf_token(headers);
     let page = LoginPage {
         csrf: &csrf,
         next,
@@ -110,6 +110,20 @@ struct LoginForm {
     #[serde(default)]
     csrf: String,
     next: Option<String>,
+}
+
+/// The browser's CSRF token: the one its cookie already holds, else a new one. Reusing it keeps
+/// a form valid while the browser loads other pages beside it (a favicon request that lands on
+/// the sign-in page would otherwise replace the token the open form carries).
+fn csrf_token(headers: &HeaderMap) -> String {
+    cookie_value(headers, CSRF_COOKIE)
+        .filter(|token| {
+            token.len() == 43
+                && token
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .unwrap_or_else(random_secret)
 }
 
 /// Whether the form's CSRF token is the one its cookie holds.
@@ -172,7 +186,7 @@ struct LogoutPage<'a> {
 }
 
 pub(super) async fn logout_page(caller: Caller, headers: HeaderMap) -> PageResult {
-    let csrf = random_secret();
+    let csrf = csrf_token(&headers);
     let username = caller.actor();
     let mut response = render(&LogoutPage {
         username: &username,
