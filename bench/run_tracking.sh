@@ -235,7 +235,7 @@ for scenario, field, label, higher_is_better in rows:
     if compared and None not in values and min(values) > 0:
         base, other = values
         ratio = other / base if higher_is_better else base / other
-        line += f"   {ratio:8.1f}x {'better' if ratio >= 1 else 'worse'}"
+        line += f"   {ratio:8.2f}x {'better' if ratio >= 1 else 'worse'}"
     print(line)
 errors = {n: sum(s["errors"] for s in reports[n].values()) for n in names}
 print("errors: " + ", ".join(f"{n} {e}" for n, e in errors.items()))

@@ -7,10 +7,10 @@
 //! (30), so a revoked token stops working within that time, and the last verdict for a token is kept beside, so an
 //! unreachable registry never stops the node from accepting a token it accepted before.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
-use moka::sync::Cache;
 use okla_client::TokenVerdict;
 use sha2::{Digest, Sha256};
 
@@ -36,11 +36,80 @@ pub enum Need<'a> {
     AnyToken,
 }
 
+/// What a node needs to know of a registry verdict; `Copy`, so the request path allocates
+/// nothing to use one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Verdict {
+    valid: bool,
+    is_admin: bool,
+    may_read: bool,
+}
+
+impl From<&TokenVerdict> for Verdict {
+    fn from(verdict: &TokenVerdict) -> Verdict {
+        Verdict {
+            valid: verdict.valid,
+            is_admin: verdict.is_admin,
+            may_read: verdict.may_read,
+        }
+    }
+}
+
+struct Checked {
+    verdict: Verdict,
+    at: Instant,
+}
+
+/// Tokens the node has seen, the verdicts per model ("" for none), and when each was checked.
+/// Read on every guarded request, so a lookup takes a shared lock and allocates nothing;
+/// written only when the registry was asked.
+#[derive(Default)]
+struct Verdicts(RwLock<HashMap<String, HashMap<String, Checked>>>);
+
+/// Tokens remembered before the oldest are forgotten.
+const MAX_TOKENS: usize = 100_000;
+
+impl Verdicts {
+    /// The verdict on `token` for `model`, if one was checked within `max_age` (any age: `None`).
+    fn get(&self, token: &str, model: &str, max_age: Option<Duration>) -> Option<Verdict> {
+        let entries = self
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let checked = entries.get(token)?.get(model)?;
+        match max_age {
+            Some(max_age) if checked.at.elapsed() >= max_age => None,
+            _ => Some(checked.verdict),
+        }
+    }
+
+    fn insert(&self, token: &str, model: &str, verdict: Verdict, max_age: Duration) {
+        let mut entries = self
+            .0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entries.len() >= MAX_TOKENS && !entries.contains_key(token) {
+            // Bounded: forget what is stale, and everything if that is not enough.
+            entries.retain(|_, models| models.values().any(|c| c.at.elapsed() < max_age));
+            if entries.len() >= MAX_TOKENS {
+                entries.clear();
+            }
+        }
+        entries.entry(token.to_owned()).or_default().insert(
+            model.to_owned(),
+            Checked {
+                verdict,
+                at: Instant::now(),
+            },
+        );
+    }
+}
+
 /// The registry's answers about tokens, cached.
 pub struct TokenVerifier {
     registry: okla_client::Client,
-    fresh: Cache<(String, Option<String>), TokenVerdict>,
-    last_known: Cache<(String, Option<String>), TokenVerdict>,
+    ttl: Duration,
+    verdicts: Verdicts,
 }
 
 impl TokenVerifier {
@@ -48,33 +117,23 @@ impl TokenVerifier {
     pub fn new(registry: okla_client::Client, ttl: Duration) -> TokenVerifier {
         TokenVerifier {
             registry,
-            fresh: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl.max(Duration::from_millis(1)))
-                .build(),
-            last_known: Cache::builder().max_capacity(100_000).build(),
+            ttl,
+            verdicts: Verdicts::default(),
         }
     }
 
-    async fn verdict(
-        &self,
-        token: &str,
-        model: Option<&str>,
-    ) -> Result<TokenVerdict, ServingError> {
-        let key = (
-            hex::encode(Sha256::digest(token.as_bytes())),
-            model.map(str::to_owned),
-        );
-        if let Some(verdict) = self.fresh.get(&key) {
+    async fn verdict(&self, token: &str, model: Option<&str>) -> Result<Verdict, ServingError> {
+        let model_key = model.unwrap_or("");
+        if let Some(verdict) = self.verdicts.get(token, model_key, Some(self.ttl)) {
             return Ok(verdict);
         }
         match self.registry.verify_token(token, model).await {
-            Ok(verdict) => {
-                self.fresh.insert(key.clone(), verdict.clone());
-                self.last_known.insert(key, verdict.clone());
+            Ok(answer) => {
+                let verdict = Verdict::from(&answer);
+                self.verdicts.insert(token, model_key, verdict, self.ttl);
                 Ok(verdict)
             }
-            Err(error) => match self.last_known.get(&key) {
+            Err(error) => match self.verdicts.get(token, model_key, None) {
                 Some(verdict) => {
                     tracing::warn!(%error, "the registry cannot verify a token; using its last verdict");
                     Ok(verdict)
@@ -187,7 +246,7 @@ impl Access {
         &self,
         token: &str,
         model: Option<&str>,
-    ) -> Result<TokenVerdict, ServingError> {
+    ) -> Result<Verdict, ServingError> {
         let verifier = self
             .verifier
             .as_ref()

@@ -1,5 +1,6 @@
 //! The wire protocols. Each module translates between its format and [`crate::request`] types.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::Router;
@@ -44,15 +45,19 @@ pub fn http_service(
 /// What an HTTP request needs: health, server metadata and `/metrics` are open (probes and
 /// Prometheus); a model's routes need what `--require-token` asks; load and unload need model
 /// control.
-fn need(path: &str) -> Option<(Option<String>, bool)> {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let decoded = |segment: &str| percent_decode_str(segment).decode_utf8_lossy().into_owned();
-    match segments.as_slice() {
-        ["v2", "repository", "models", _, "load" | "unload"] => Some((None, true)),
-        ["v2", "repository", "index"] => Some((None, false)),
-        ["v2", "models", model, ..] => Some((Some(decoded(model)), false)),
+fn decoded(segment: &str) -> Cow<'_, str> {
+    percent_decode_str(segment).decode_utf8_lossy()
+}
+
+fn need(path: &str) -> Option<(Option<Cow<'_, str>>, bool)> {
+    let mut segments = path.trim_start_matches('/').splitn(5, '/');
+    let segments: [&str; 4] = std::array::from_fn(|_| segments.next().unwrap_or(""));
+    match segments {
+        ["v2", "repository", "models", _] => Some((None, true)),
+        ["v2", "repository", "index", ""] => Some((None, false)),
+        ["v2", "models", model, _] if !model.is_empty() => Some((Some(decoded(model)), false)),
         // TF Serving: `/v1/models/{model}[/versions/{v}|/labels/{l}][:predict]`.
-        ["v1", "models", model, ..] => {
+        ["v1", "models", model, _] if !model.is_empty() => {
             let model = model.split(':').next().unwrap_or(model);
             Some((Some(decoded(model)), false))
         }
@@ -61,14 +66,17 @@ fn need(path: &str) -> Option<(Option<String>, bool)> {
 }
 
 async fn admit(State(access): State<Arc<Access>>, request: Request, next: Next) -> Response {
-    if let Some((model, control)) = need(request.uri().path()) {
+    let path = request.uri().path();
+    // Without --require-token only model control is guarded; inference skips the check.
+    let guarded = access.require_token || path.starts_with("/v2/repository/");
+    if let Some((model, control)) = need(path).filter(|_| guarded) {
         let bearer = access::bearer(
             request
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|value| value.to_str().ok()),
         );
-        let need = match (&model, control) {
+        let need = match (model.as_deref(), control) {
             (_, true) => Need::ModelControl,
             (Some(model), false) => Need::Model(model),
             (None, false) => Need::AnyToken,
@@ -88,4 +96,40 @@ async fn metrics(State(service): State<InferenceService>) -> impl IntoResponse {
         )],
         service.metrics().encode(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The model a route names, and whether it is model control.
+    type Needed<'a> = Option<(Option<&'a str>, bool)>;
+
+    #[test]
+    fn each_route_needs_what_its_plane_asks() {
+        let table: [(&str, Needed); 9] = [
+            ("/v2/models/pricing/infer", Some((Some("pricing"), false))),
+            (
+                "/v2/models/my%20model/versions/2/infer",
+                Some((Some("my model"), false)),
+            ),
+            ("/v2/models/pricing", Some((Some("pricing"), false))),
+            ("/v1/models/pricing:predict", Some((Some("pricing"), false))),
+            (
+                "/v1/models/pricing/labels/stable:predict",
+                Some((Some("pricing"), false)),
+            ),
+            ("/v2/repository/models/pricing/unload", Some((None, true))),
+            ("/v2/repository/index", Some((None, false))),
+            ("/v2/health/ready", None),
+            ("/metrics", None),
+        ];
+        for (path, expected) in table {
+            let got = need(path);
+            let got = got
+                .as_ref()
+                .map(|(model, control)| (model.as_deref(), *control));
+            assert_eq!(got, expected, "{path}");
+        }
+    }
 }
