@@ -159,6 +159,25 @@ fn is_loopback(host: &str) -> bool {
             .is_ok_and(|address| address.is_loopback())
 }
 
+/// A URI as logs and error messages may show it: any userinfo (a password above all) replaced
+/// by `***`, also in text no URL parser accepts.
+pub fn redact_uri(uri: &str) -> String {
+    if let Ok(mut parsed) = url::Url::parse(uri)
+        && parsed.has_host()
+    {
+        if parsed.password().is_some() || !parsed.username().is_empty() {
+            let _ = parsed.set_username("***");
+            let _ = parsed.set_password(None);
+        }
+        return parsed.to_string();
+    }
+    let start = uri.find("://").map_or(0, |at| at + 3);
+    match uri[start..].rfind('@') {
+        Some(at) => format!("{}***{}", &uri[..start], &uri[start + at..]),
+        None => uri.to_owned(),
+    }
+}
+
 /// The metadata database named by `--backend-store-uri`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendStore {
@@ -172,7 +191,8 @@ impl BackendStore {
     pub fn parse(uri: &str) -> Result<BackendStore> {
         let (scheme, rest) = uri.split_once("://").ok_or_else(|| {
             Error::invalid(format!(
-                "backend store URI '{uri}' has no scheme; use postgresql://... or sqlite:///path.db"
+                "backend store URI '{}' has no scheme; use postgresql://... or sqlite:///path.db",
+                redact_uri(uri)
             ))
         })?;
         // MLflow users write SQLAlchemy URLs, which may name a driver after a '+'.
@@ -184,13 +204,15 @@ impl BackendStore {
                 let path = rest.strip_prefix('/').unwrap_or(rest);
                 if path.is_empty() || path == ":memory:" {
                     return Err(Error::invalid(format!(
-                        "backend store URI '{uri}' names no database file; an in-memory database would lose everything on restart"
+                        "backend store URI '{}' names no database file; an in-memory database would lose everything on restart",
+                        redact_uri(uri)
                     )));
                 }
                 Ok(BackendStore::Sqlite(PathBuf::from(path)))
             }
             other => Err(Error::invalid(format!(
-                "backend store URI '{uri}' uses unsupported database '{other}'; use postgresql or sqlite"
+                "backend store URI '{}' uses unsupported database '{other}'; use postgresql or sqlite",
+                redact_uri(uri)
             ))),
         }
     }
@@ -229,6 +251,26 @@ mod tests {
         for (uri, expected) in table {
             assert_eq!(BackendStore::parse(uri).ok(), expected, "{uri}");
         }
+    }
+
+    #[test]
+    fn secrets_in_uris_never_reach_a_message() {
+        for uri in [
+            "postgresql://okla:s3cret-pw@db:5432/okla",
+            "mysql://root:s3cret-pw@localhost/db",
+            "root:s3cret-pw@localhost/db",
+            "sqlite://user:s3cret-pw@",
+            "amqp://guest:s3cret-pw@rabbit:5672/%2f",
+        ] {
+            assert!(!redact_uri(uri).contains("s3cret-pw"), "{uri}");
+            if let Err(error) = BackendStore::parse(uri) {
+                assert!(!error.to_string().contains("s3cret-pw"), "{error}");
+            }
+        }
+        assert_eq!(
+            redact_uri("postgresql://db:5432/okla"),
+            "postgresql://db:5432/okla"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use clap::Parser;
 use okla_registry::app::{self, AppState};
-use okla_registry::config::RegistryConfig;
+use okla_registry::config::{RegistryConfig, redact_uri};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -27,9 +27,9 @@ async fn main() -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(
         %address,
-        backend_store = %redact(&config.backend_store_uri),
+        backend_store = %redact_uri(&config.backend_store_uri),
         artifacts = %state.artifacts.destination(),
-        events = %state.amqp_url.as_deref().map_or_else(|| "outbox and feed only".to_owned(), redact),
+        events = %state.amqp_url.as_deref().map_or_else(|| "outbox and feed only".to_owned(), redact_uri),
         "okla-registry listening"
     );
     // Tests and scripts read this line to learn an ephemeral port.
@@ -43,15 +43,4 @@ async fn stop_on_signal(shutdown: CancellationToken) {
     okla_runtime::shutdown_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
-}
-
-/// Hides a password in a database URL before it reaches the log.
-fn redact(uri: &str) -> String {
-    match url::Url::parse(uri) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => uri.to_owned(),
-    }
 }
