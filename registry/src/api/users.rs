@@ -258,10 +258,8 @@ async fn grant(
         resource_id,
         permission,
     };
-    state.store.create_grant(&username, &grant).await?;
-    state
-        .auth
-        .forget_grants(state.store.get_user(&username).await?.id);
+    let user_id = state.store.create_grant(&username, &grant).await?;
+    state.auth.forget_grants(user_id);
     Ok(empty())
 }
 
@@ -273,13 +271,11 @@ async fn revoke(
     let username = required(request.username, "username")?;
     let (resource_type, resource_id) =
         managed_resource(&state, &caller, request.resource_type, request.resource_id).await?;
-    state
+    let user_id = state
         .store
         .delete_grant(&username, resource_type, &resource_id)
         .await?;
-    state
-        .auth
-        .forget_grants(state.store.get_user(&username).await?.id);
+    state.auth.forget_grants(user_id);
     Ok(empty())
 }
 

@@ -298,8 +298,8 @@ impl Store {
     }
 
     /// Adds a grant; an existing grant for the same user and resource is an error, as in MLflow
-    /// (revoke first).
-    pub async fn create_grant(&self, username: &str, grant: &Grant) -> Result<()> {
+    /// (revoke first). Returns the user's id.
+    pub async fn create_grant(&self, username: &str, grant: &Grant) -> Result<i64> {
         let user = self.get_user(username).await?;
         let inserted = sqlx::query(
             "INSERT INTO permissions (user_id, resource_type, resource_id, permission) \
@@ -312,7 +312,7 @@ impl Store {
         .execute(&self.writer)
         .await;
         match inserted {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(user.id),
             Err(error) if is_unique_violation(&error) => Err(Error::AlreadyExists(format!(
                 "Permission for user={username} on resource_type={}, resource_id={} already exists.",
                 grant.resource_type.as_str(),
@@ -322,12 +322,13 @@ impl Store {
         }
     }
 
+    /// Removes a grant; returns the user's id.
     pub async fn delete_grant(
         &self,
         username: &str,
         resource_type: ResourceType,
         resource_id: &str,
-    ) -> Result<()> {
+    ) -> Result<i64> {
         let user = self.get_user(username).await?;
         let deleted = sqlx::query(
             "DELETE FROM permissions WHERE user_id = $1 AND resource_type = $2 AND resource_id = $3",
@@ -343,7 +344,7 @@ impl Store {
                 resource_type.as_str()
             )));
         }
-        Ok(())
+        Ok(user.id)
     }
 
     /// Every grant a user holds.
