@@ -28,6 +28,7 @@ use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
+use okla_runtime::http::close_unread_requests;
 use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -43,8 +44,8 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// Every route, with `pages` (the web UI's routes) merged in before the JSON fallback; `app`
 /// passes them in, so the API does not depend on the UI.
 ///
-/// Around the routes, outermost first: tracing, panics as 500s, `nosniff` on every answer, the
-/// Host check, CORS (only with `--cors-allowed-origins`), the refusal of foreign-origin and
+/// Around the routes, outermost first: tracing, panics as 500s, `nosniff` on every answer,
+/// `Connection: close` on answers that left the request body unread, the Host check, CORS (only with `--cors-allowed-origins`), the refusal of foreign-origin and
 /// non-JSON writes, then authentication and the permission the route needs (`access.rs`); UI
 /// pages also get the browser security headers (`security.rs`).
 pub fn router(state: AppState, pages: Router<AppState>) -> Router {
@@ -117,6 +118,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
             policy,
             security::refuse_unknown_hosts,
         ))
+        .layer(middleware::from_fn(close_unread_requests))
         .layer(security::nosniff_layer())
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())

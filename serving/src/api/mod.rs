@@ -9,6 +9,7 @@ use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use okla_runtime::http::close_unread_requests;
 use percent_encoding::percent_decode_str;
 use tower_http::trace::TraceLayer;
 
@@ -37,6 +38,7 @@ pub fn http_service(
         // The limit applies to the body as the handlers read it, decompressed, so a small
         // compressed body cannot expand past --max-request-bytes.
         .layer(DefaultBodyLimit::max(max_request_bytes))
+        .layer(axum::middleware::from_fn(close_unread_requests))
         .layer(TraceLayer::new_for_http())
         .with_state(service);
     ContentCoding::new(routes)
