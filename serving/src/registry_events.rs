@@ -25,21 +25,25 @@ use lapin::{Connection, ConnectionProperties, Consumer, ExchangeKind};
 use okla_proto::events::ModelEvent;
 use okla_proto::events::model_event::Body;
 use okla_proto::events::topology::{EXCHANGE, NODE_BINDINGS};
-use okla_runtime::Backoff;
+use okla_runtime::{Backoff, Reconnect};
 use prost::Message;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
-/// The wait between reconnects: from 100 ms, doubling up to 10 s, jittered so that a fleet
-/// does not reconnect in lockstep when the broker returns.
-const RECONNECT: Backoff = Backoff {
-    initial: Duration::from_millis(100),
-    max: Duration::from_secs(10),
+/// Reconnects from 100 ms, doubling up to 10 s, jittered so that a fleet does not reconnect in
+/// lockstep when the broker returns; a connect that takes longer than 30 s means the broker or
+/// the network is stuck.
+const RECONNECT: Reconnect = Reconnect {
+    peer: "RabbitMQ",
+    meanwhile: "following the registry by polling",
+    backoff: Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(10),
+    },
+    connect_timeout: Duration::from_secs(30),
 };
-/// A connect that takes longer means the broker or the network is stuck.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const CONSUMER_TAG: &str = "okla-serving";
 
 /// Whether an event concerns a model the node follows (`followed` empty: every model). A rename
@@ -63,57 +67,26 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let mut delays = RECONNECT.delays();
-    loop {
-        let connected = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            connected = tokio::time::timeout(CONNECT_TIMEOUT, connect(&amqp_url)) => connected,
-        };
-        let retry_in = match connected {
-            Ok(Ok((connection, consumer))) => {
+    let (followed, wake, metrics, shutdown) = (&followed, &wake, &metrics, &shutdown);
+    RECONNECT
+        .run(
+            shutdown,
+            || connect(&amqp_url),
+            |(connection, consumer): (Connection, Consumer)| async move {
                 tracing::info!("following the registry's events on RabbitMQ");
-                delays.reset();
                 // Whatever changed while no queue was bound is learnt by polling.
                 wake.notify_one();
-                let failure = consume(consumer, &followed, &wake, &metrics, &shutdown).await;
+                let failure = consume(consumer, followed, wake, metrics, shutdown).await;
                 // A close on a dead connection may never be answered.
                 let _ = tokio::time::timeout(
                     Duration::from_secs(1),
                     connection.close(200, ShortString::from("okla-serving stopping")),
                 )
                 .await;
-                let Some(error) = failure else { return };
-                let retry_in = delays.next_delay();
-                tracing::warn!(
-                    %error,
-                    retry_in_ms = retry_in.as_millis() as u64,
-                    "lost RabbitMQ; following the registry by polling until it is back"
-                );
-                retry_in
-            }
-            Ok(Err(error)) => {
-                let retry_in = delays.next_delay();
-                tracing::warn!(
-                    %error,
-                    retry_in_ms = retry_in.as_millis() as u64,
-                    "cannot reach RabbitMQ; following the registry by polling"
-                );
-                retry_in
-            }
-            Err(_) => {
-                let retry_in = delays.next_delay();
-                tracing::warn!(
-                    retry_in_ms = retry_in.as_millis() as u64,
-                    "timed out connecting to RabbitMQ; following the registry by polling"
-                );
-                retry_in
-            }
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(retry_in) => {}
-        }
-    }
+                failure
+            },
+        )
+        .await;
 }
 
 /// Connects, declares the exchange (idempotent: the registry declares it alike) and this

@@ -17,17 +17,24 @@ use okla_proto::events::topology::{
     CONTENT_TYPE, DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, DEPLOYED_BINDINGS, DEPLOYED_QUEUE,
     EXCHANGE, MESSAGE_TYPE, TRAINED_BINDINGS, TRAINED_QUEUE,
 };
-use okla_runtime::Backoff;
+use okla_runtime::{Backoff, Reconnect};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
 use crate::store::outbox::OutboxEvent;
 
-/// The wait between reconnects: from 100 ms, doubling up to 10 s, jittered so that registry
-/// processes do not all reconnect at once when the broker returns.
-const RECONNECT: Backoff = Backoff {
-    initial: Duration::from_millis(100),
-    max: Duration::from_secs(10),
+/// Reconnects from 100 ms, doubling up to 10 s, jittered so that registry processes do not all
+/// reconnect at once when the broker returns. A connect or a confirm that takes longer than
+/// `BROKER_TIMEOUT` means the broker or the network is stuck; the relay reconnects rather than
+/// wait on a half-open TCP connection.
+const RECONNECT: Reconnect = Reconnect {
+    peer: "RabbitMQ",
+    meanwhile: "events wait in the outbox",
+    backoff: Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(10),
+    },
+    connect_timeout: BROKER_TIMEOUT,
 };
 /// The safety net under the commit notifications (a missed wake-up, another registry process
 /// writing to the same database).
@@ -35,8 +42,7 @@ const POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Events published before their confirms are awaited: enough to keep the broker busy, small
 /// enough that a lost connection republishes little.
 const PUBLISH_WINDOW: u32 = 100;
-/// A connect or a confirm that takes longer means the broker or the network is stuck; the
-/// relay reconnects rather than wait on a half-open TCP connection.
+/// See [`RECONNECT`].
 const BROKER_TIMEOUT: Duration = Duration::from_secs(30);
 /// After a database error the relay keeps its connection and tries again this much later.
 const DATABASE_RETRY: Duration = Duration::from_secs(1);
@@ -44,55 +50,24 @@ const DATABASE_RETRY: Duration = Duration::from_secs(1);
 /// Publishes the outbox until `shutdown` fires. Never returns an error: every failure is
 /// logged and retried, since the registry must keep serving whatever the broker does.
 pub async fn run_relay(store: Store, amqp_url: String, shutdown: CancellationToken) {
-    let mut delays = RECONNECT.delays();
-    loop {
-        let connected = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            connected = tokio::time::timeout(BROKER_TIMEOUT, connect(&amqp_url)) => connected,
-        };
-        let retry_in = match connected {
-            Ok(Ok((connection, channel))) => {
+    let (store, shutdown) = (&store, &shutdown);
+    RECONNECT
+        .run(
+            shutdown,
+            || connect(&amqp_url),
+            |(connection, channel): (Connection, Channel)| async move {
                 tracing::info!("events relay connected to RabbitMQ");
-                delays.reset();
-                let failure = publish_until_failure(&store, &channel, &shutdown).await;
+                let failure = publish_until_failure(store, &channel, shutdown).await;
                 // A close on a dead connection may never be answered.
                 let _ = tokio::time::timeout(
                     Duration::from_secs(1),
                     connection.close(200, ShortString::from("okla-registry relay stopping")),
                 )
                 .await;
-                let Some(error) = failure else { return };
-                let retry_in = delays.next_delay();
-                tracing::warn!(
-                    %error,
-                    retry_in_ms = retry_in.as_millis() as u64,
-                    "events relay lost RabbitMQ; events wait in the outbox"
-                );
-                retry_in
-            }
-            Ok(Err(error)) => {
-                let retry_in = delays.next_delay();
-                tracing::warn!(
-                    %error,
-                    retry_in_ms = retry_in.as_millis() as u64,
-                    "events relay cannot reach RabbitMQ; events wait in the outbox"
-                );
-                retry_in
-            }
-            Err(_) => {
-                let retry_in = delays.next_delay();
-                tracing::warn!(
-                    retry_in_ms = retry_in.as_millis() as u64,
-                    "events relay timed out connecting to RabbitMQ; events wait in the outbox"
-                );
-                retry_in
-            }
-        };
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(retry_in) => {}
-        }
-    }
+                failure
+            },
+        )
+        .await;
 }
 
 /// Connects, declares the topology (idempotent, so every reconnect repeats it) and puts the
