@@ -520,6 +520,12 @@ impl ModelManager {
     }
 
     /// The version a request is for, if it is ready.
+    /// Whether the model is in the table (loaded, loading or failed): the names a client cannot
+    /// make up, so the only ones that may become metric labels.
+    pub fn knows(&self, model: &str) -> bool {
+        self.models.load().contains_key(model)
+    }
+
     pub fn resolve(
         &self,
         model: &str,

@@ -272,11 +272,21 @@ impl Metrics {
         }
     }
 
-    /// Counts a request that failed before or during inference.
-    pub fn record_failure(&self, model: &str, protocol: Protocol, status: &'static str) {
+    /// Counts a request that failed before or during inference: `model` is empty for a model
+    /// the node does not hold, `version` the version routing picked (`None` for a request that
+    /// named its version or failed before routing), so a canary's errors show by version.
+    pub fn record_failure(
+        &self,
+        model: &str,
+        version: Option<u64>,
+        protocol: Protocol,
+        status: &'static str,
+    ) {
         let labels = RequestLabels {
             model: model.to_owned(),
-            version: String::new(),
+            version: version
+                .map(|version| version.to_string())
+                .unwrap_or_default(),
             protocol: protocol.as_str(),
             status,
         };

@@ -132,6 +132,7 @@ impl InferenceService {
                 .pick(request.routing_key.as_deref(), random_u64());
             (routed, version)
         });
+        let picked = routed.as_ref().map(|(_, version)| *version);
         let result = self.infer_inner(request, routed.clone()).await;
         if let Some((routed, picked)) = routed {
             // Client mistakes say nothing about a version's health; the canary gate compares
@@ -149,8 +150,15 @@ impl InferenceService {
                 Ok(response)
             }
             Err(err) => {
+                // Client-supplied names must not grow the metrics without bound: requests for
+                // models this node does not hold share the empty model label.
+                let model = if self.manager.knows(&model) {
+                    model.as_str()
+                } else {
+                    ""
+                };
                 self.metrics
-                    .record_failure(&model, protocol, err.metric_label());
+                    .record_failure(model, picked, protocol, err.metric_label());
                 Err(err)
             }
         }

@@ -574,6 +574,53 @@ async fn health_index_and_metrics() {
     assert!(line.ends_with(" 1"), "{line}");
 }
 
+#[tokio::test]
+async fn failures_for_unknown_models_share_one_metric_label() {
+    let repository = repository();
+    let server = Server::start(repository.path());
+    let request = json!({"inputs": [{"name": "features", "shape": [1, 8], "datatype": "FP32",
+        "data": [0, 0, 0, 0, 0, 0, 0, 0]}]});
+    for attempt in 0..20 {
+        let url = format!("{}/v2/models/made-up-{attempt}/infer", server.http);
+        let (status, _) = post(url, &request).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+    let wrong_shape = json!({"inputs": [{"name": "features", "shape": [1, 3], "datatype": "FP32",
+        "data": [0, 0, 0]}]});
+    let (status, _) = post(
+        format!("{}/v2/models/pricing/infer", server.http),
+        &wrong_shape,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    let metrics = reqwest::get(format!("{}/metrics", server.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("made-up"), "{metrics}");
+    let counter = |labels: &str| {
+        metrics
+            .lines()
+            .find(|line| line.starts_with("okla_serving_requests_total") && line.contains(labels))
+            .unwrap_or_else(|| panic!("no counter with {labels} in\n{metrics}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        counter(r#"model="",version="",protocol="http",status="not_found""#),
+        "20"
+    );
+    assert_eq!(
+        counter(r#"model="pricing",version="",protocol="http",status="invalid_argument""#),
+        "1"
+    );
+}
+
 #[test]
 fn tritonclient_http_works_unchanged() {
     let repository = repository();
