@@ -6,6 +6,7 @@
 //! Saying `Connection: close` in the refusal tells the client not to reuse the connection, so
 //! its next request opens a fresh one.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,33 +15,92 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, Version, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
+use tower::{Layer, Service};
 
-/// Middleware: adds `Connection: close` to the answer of an HTTP/1 request whose body the
-/// routes did not read to its end.
-pub async fn close_unread_requests(request: Request, next: Next) -> Response {
-    let http1 = matches!(request.version(), Version::HTTP_10 | Version::HTTP_11);
-    if !http1 || http_body::Body::is_end_stream(request.body()) {
-        return next.run(request).await;
+/// Adds `Connection: close` to the answer of an HTTP/1 request whose body the inner service did
+/// not read to its end, whichever layer or handler answered without reading it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct CloseUnreadRequestsLayer;
+
+impl<S> Layer<S> for CloseUnreadRequestsLayer {
+    type Service = CloseUnreadRequests<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CloseUnreadRequests { inner }
     }
-    let finished = Arc::new(AtomicBool::new(false));
-    let request = request.map(|inner| {
-        Body::new(Watched {
-            inner,
-            finished: finished.clone(),
-        })
-    });
-    let mut response = next.run(request).await;
-    if !finished.load(Ordering::Acquire) {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+}
+
+/// The service of [`CloseUnreadRequestsLayer`].
+#[derive(Debug, Clone)]
+pub(super) struct CloseUnreadRequests<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for CloseUnreadRequests<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Answer<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
     }
-    response
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let http1 = matches!(request.version(), Version::HTTP_10 | Version::HTTP_11);
+        if !http1 || http_body::Body::is_end_stream(request.body()) {
+            return Answer {
+                inner: self.inner.call(request),
+                finished: None,
+            };
+        }
+        let finished = Arc::new(AtomicBool::new(false));
+        let request = request.map(|inner| {
+            Body::new(Watched {
+                inner,
+                finished: finished.clone(),
+            })
+        });
+        Answer {
+            inner: self.inner.call(request),
+            finished: Some(finished),
+        }
+    }
+}
+
+pin_project! {
+    /// The answer of [`CloseUnreadRequests`]: the inner answer, marked when the body was left.
+    pub(super) struct Answer<F> {
+        #[pin]
+        inner: F,
+        finished: Option<Arc<AtomicBool>>,
+    }
+}
+
+impl<F, E> Future for Answer<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut response = std::task::ready!(this.inner.poll(cx))?;
+        if let Some(finished) = this.finished
+            && !finished.load(Ordering::Acquire)
+        {
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Poll::Ready(Ok(response))
+    }
 }
 
 pin_project! {
@@ -97,7 +157,7 @@ mod tests {
                 post(|body: Bytes| async move { body.len().to_string() }),
             )
             .route("/refuse", post(|| async { "refused" }))
-            .layer(axum::middleware::from_fn(close_unread_requests))
+            .layer(CloseUnreadRequestsLayer)
     }
 
     async fn connection_header(path: &str, body: &'static str) -> Option<HeaderValue> {

@@ -9,6 +9,7 @@ mod artifacts;
 mod deployments;
 mod events;
 mod extract;
+mod keep_alive;
 mod logged_models;
 mod model_registry;
 mod nodes;
@@ -28,7 +29,6 @@ use axum::http::StatusCode;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
-use okla_runtime::http::close_unread_requests;
 use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -37,6 +37,7 @@ pub use artifacts::proxied_path;
 
 use crate::error::{Error, Result};
 use crate::state::AppState;
+use keep_alive::CloseUnreadRequestsLayer;
 
 /// The version `GET /version` reports.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -118,7 +119,7 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
             policy,
             security::refuse_unknown_hosts,
         ))
-        .layer(middleware::from_fn(close_unread_requests))
+        .layer(CloseUnreadRequestsLayer)
         .layer(security::nosniff_layer())
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())

@@ -5,11 +5,10 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header;
+use axum::http::{HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use okla_runtime::http::close_unread_requests;
 use percent_encoding::percent_decode_str;
 use tower_http::trace::TraceLayer;
 
@@ -24,21 +23,29 @@ pub mod tfserving;
 pub mod v2;
 
 /// Every HTTP route: V2 REST, TF Serving REST and `/metrics`, plain or compressed, each
-/// admitted by `access` first.
+/// admitted by `access` first where it guards anything.
 pub fn http_service(
     service: InferenceService,
     access: Arc<Access>,
     max_request_bytes: usize,
 ) -> ContentCoding {
-    let routes = Router::new()
+    let admission = axum::middleware::from_fn_with_state(access.clone(), admit);
+    let inference = Router::new()
         .merge(v2::router())
         .merge(tfserving::router())
-        .route("/metrics", get(metrics))
-        .layer(axum::middleware::from_fn_with_state(access, admit))
+        .route("/metrics", get(metrics));
+    // Without --require-token the inference routes need nothing, so they skip the middleware
+    // and its per-request cost altogether.
+    let inference = if access.require_token {
+        inference.route_layer(admission.clone())
+    } else {
+        inference
+    };
+    let routes = inference
+        .merge(v2::repository_router().route_layer(admission))
         // The limit applies to the body as the handlers read it, decompressed, so a small
         // compressed body cannot expand past --max-request-bytes.
         .layer(DefaultBodyLimit::max(max_request_bytes))
-        .layer(axum::middleware::from_fn(close_unread_requests))
         .layer(TraceLayer::new_for_http())
         .with_state(service);
     ContentCoding::new(routes)
@@ -84,7 +91,13 @@ async fn admit(State(access): State<Arc<Access>>, request: Request, next: Next) 
             (None, false) => Need::AnyToken,
         };
         if let Err(error) = access.check(bearer, need).await {
-            return error.into_response();
+            // The body stays unread, so hyper closes the connection after this answer; saying
+            // so keeps a pooled client connection from being reused for the next request.
+            let mut refusal = error.into_response();
+            refusal
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return refusal;
         }
     }
     next.run(request).await

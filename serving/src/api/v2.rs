@@ -43,6 +43,11 @@ pub fn router() -> Router<InferenceService> {
             get(model_ready),
         )
         .route("/v2/models/{model}/versions/{version}/infer", post(infer))
+}
+
+/// Model control: the repository index, load and unload.
+pub fn repository_router() -> Router<InferenceService> {
+    Router::new()
         .route("/v2/repository/index", post(repository_index))
         .route("/v2/repository/models/{model}/load", post(load_model))
         .route("/v2/repository/models/{model}/unload", post(unload_model))
@@ -67,7 +72,14 @@ pub(crate) fn body_rejection(rejection: BytesRejection) -> Response {
             format!("cannot read the request body: {}", rejection.body_text()),
         )
     };
-    (status, axum::Json(json!({ "error": message }))).into_response()
+    // What is left of the body goes unread, so hyper closes the connection after the answer;
+    // saying so keeps the client from reusing it.
+    (
+        status,
+        [(header::CONNECTION, "close")],
+        axum::Json(json!({ "error": message })),
+    )
+        .into_response()
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
