@@ -3,7 +3,7 @@
 # in-process ONNX Runtime floor, on the pricing regressor (examples/models/pricing).
 #
 # Usage (from anywhere; paths are relative to the workspace root):
-#   bench/run_inference.sh [--only both|okla|mlserver|auth] [--seconds N] [--keep]
+#   bench/run_inference.sh [--only both|okla|mlserver|auth] [--seconds N] [--rounds N] [--keep]
 #
 # What it does:
 #   1. floor: `inference-bench floor` runs session.run in this process, one thread, batch 1 and 32;
@@ -16,9 +16,12 @@
 #        h2load reports throughput and mean latency only (no percentiles),
 #      - HTTP: wrk with a V2 JSON infer body at the same concurrency levels (2 wrk threads),
 #      and stops it.
-#   With --only auth: okla-serving following okla-registry (authentication on), once without and
-#   once with --require-token (every request carries a registry token the node checks, its
-#   verdict cached), the same gRPC and HTTP loads, and the cost of the check.
+#   With --only auth: two okla-serving nodes follow okla-registry (authentication on), one open
+#   and one with --require-token (every request carries a registry token the node checks, its
+#   verdict cached). Both stay up while the loads alternate between them, --rounds times (each
+#   round flips which node goes first), so drift on the shared machine hits both alike; at batch
+#   1, where a per-request cost shows most, the gRPC loads (every status checked) and wrk over
+#   HTTP. The summary gives each node's median and the ratio of medians.
 # Requirements: the test venv (.venv, from `bash scripts/test` or the requirements files),
 # wrk and h2load (apt-get install -y wrk nghttp2-client). MLServer is installed into .venv-mlserver on first use
 # (pip install mlserver mlserver-sklearn), apart from the test venv whose pins it would fight.
@@ -32,10 +35,12 @@ cd "$ROOT"
 ONLY=both
 SECONDS_PER=10
 KEEP=0
+ROUNDS=5
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --only) ONLY="${2:?--only needs both, okla, mlserver or auth}"; shift 2 ;;
         --seconds) SECONDS_PER="${2:?--seconds needs a number}"; shift 2 ;;
+        --rounds) ROUNDS="${2:?--rounds needs a number}"; shift 2 ;;
         --keep) KEEP=1; shift ;;
         -h|--help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "unknown argument: $1" >&2; exit 2 ;;
@@ -58,14 +63,14 @@ command -v h2load >/dev/null || { echo "h2load not found: apt-get install -y ngh
 cargo build --release -p okla-serving -p okla-bench --bin okla-serving --bin inference-bench
 if [[ $ONLY == auth ]]; then cargo build --release -p okla-registry --bin okla-registry; fi
 REGISTRY_BIN="${REGISTRY_BIN:-$ROOT/target/release/okla-registry}"
-# Sent by wrk and h2load when set (--only auth).
-AUTH_HEADER=""
 
 WORK="$(mktemp -d)"
 SERVER_PID=""
 REGISTRY_PID=""
+NODE_PIDS=()
 cleanup() {
     [[ -n "$SERVER_PID" ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+    for pid in "${NODE_PIDS[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
     [[ -n "$REGISTRY_PID" ]] && kill "$REGISTRY_PID" 2>/dev/null && wait "$REGISTRY_PID" 2>/dev/null
     if [[ $KEEP == 1 ]]; then echo "logs kept in $WORK"; else rm -rf "$WORK"; fi
 }
@@ -100,7 +105,6 @@ run_wrk() { # label url
         cat > "$WORK/post-$batch.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-if "$AUTH_HEADER" ~= "" then wrk.headers["Authorization"] = "$AUTH_HEADER" end
 local f = io.open("$WORK/body-$batch.json", "r")
 wrk.body = f:read("*a")
 f:close()
@@ -130,7 +134,6 @@ run_h2load() { # label host:port
             local c=$(( 4 * streams )) h2=(h2load -c 4 -m "$streams" -t 1 -d "$WORK/frame-$batch.bin"
                 -H 'content-type: application/grpc' -H 'te: trailers'
                 "http://$target/inference.GRPCInferenceService/ModelInfer")
-            if [[ -n "$AUTH_HEADER" ]]; then h2+=(-H "authorization: $AUTH_HEADER"); fi
             "${h2[@]}" -D 2 >/dev/null # warm-up
             "${h2[@]}" -D "$SECONDS_PER" > "$WORK/h2load.out"
             local rps mean failed
@@ -164,26 +167,71 @@ if [[ $ONLY == auth ]]; then
     CALLER_TOKEN=$(curl -fsS -u "caller:$caller_password" -H 'Content-Type: application/json' \
         -d '{"name": "bench"}' "$REGISTRY/api/okla/v1/tokens" | secret_of)
 
+    declare -A HTTP_URL GRPC_TARGET
     for mode in open require-token; do
         node_token=$(admin_post /api/okla/v1/tokens "{\"name\": \"bench-$mode\", \"node_id\": \"bench-$mode\"}" | secret_of)
         http_port=$(free_port); grpc_port=$(free_port)
-        flags=(); AUTH_HEADER=""; export OKLA_SERVING_TOKEN=""
-        if [[ $mode == require-token ]]; then
-            flags=(--require-token); AUTH_HEADER="Bearer $CALLER_TOKEN"; OKLA_SERVING_TOKEN="$CALLER_TOKEN"
-        fi
-        echo "== okla-serving following the registry, $mode"
+        flags=()
+        if [[ $mode == require-token ]]; then flags=(--require-token); fi
         OKLA_REGISTRY_TOKEN="$node_token" "$OKLA_BIN" --host 127.0.0.1 --http-port "$http_port" \
             --grpc-port "$grpc_port" --registry "$REGISTRY" --node-id "bench-$mode" \
             --cache-dir "$WORK/cache-$mode" "${flags[@]}" > "$WORK/okla-$mode.log" 2>&1 &
-        SERVER_PID=$!
+        NODE_PIDS+=($!)
         wait_ready "http://127.0.0.1:$http_port/v2/health/ready"
-        # Every answer is checked here (status and grpc-status), which h2load cannot do.
-        "$BENCH_BIN" grpc --label "$mode" --target "127.0.0.1:$grpc_port" --model pricing \
-            --input-name features --features 8 "${grpc_args[@]}"
-        run_h2load "$mode" "127.0.0.1:$grpc_port"
-        run_wrk "$mode" "http://127.0.0.1:$http_port/v2/models/pricing/infer"
-        kill "$SERVER_PID"; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""
+        HTTP_URL[$mode]="http://127.0.0.1:$http_port/v2/models/pricing/infer"
+        GRPC_TARGET[$mode]="127.0.0.1:$grpc_port"
     done
+    echo "== okla-serving open vs --require-token, $ROUNDS interleaved rounds of ${SECONDS_PER} s per load, batch 1"
+    write_body 1 "$WORK/body-1.json"
+    for round in $(seq 1 "$ROUNDS"); do
+        order=(open require-token)
+        if (( round % 2 == 0 )); then order=(require-token open); fi
+        for mode in "${order[@]}"; do
+            token=""
+            if [[ $mode == require-token ]]; then token="$CALLER_TOKEN"; fi
+            # Every answer is checked here (status and grpc-status); more than 1% errors fails.
+            OKLA_SERVING_TOKEN="$token" "$BENCH_BIN" --json grpc --label "$mode" \
+                --target "${GRPC_TARGET[$mode]}" --model pricing --input-name features --features 8 \
+                --seconds "$SECONDS_PER" --warmup-seconds 1 --concurrency 1,8,32 --batch 1 \
+                | tee -a "$WORK/auth.jsonl"
+            cat > "$WORK/post-auth.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+if "$token" ~= "" then wrk.headers["Authorization"] = "Bearer $token" end
+local f = io.open("$WORK/body-1.json", "r")
+wrk.body = f:read("*a")
+f:close()
+LUA
+            for c in 1 8 32; do
+                threads=$(( c < 2 ? 1 : 2 ))
+                wrk -t"$threads" -c"$c" -d1s -s "$WORK/post-auth.lua" "${HTTP_URL[$mode]}" >/dev/null # warm-up
+                wrk -t"$threads" -c"$c" -d"${SECONDS_PER}s" -s "$WORK/post-auth.lua" "${HTTP_URL[$mode]}" > "$WORK/wrk.out"
+                rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
+                errors=$(awk '/Non-2xx/ {e += $NF} /Socket errors/ {e += 1} END {print e + 0}' "$WORK/wrk.out")
+                printf '{"label": "%s", "mode": "http", "concurrency": %d, "batch": 1, "requests_per_second": %s, "errors": %d}\n' \
+                    "$mode" "$c" "$rps" "$errors" | tee -a "$WORK/auth.jsonl"
+            done
+        done
+    done
+    "$VENV/bin/python" - "$WORK/auth.jsonl" <<'PY'
+import collections, json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1])]
+runs = collections.defaultdict(list)
+errors = 0
+for row in rows:
+    runs[(row["mode"], row["concurrency"], row["label"])].append(row["requests_per_second"])
+    errors += row["errors"]
+print(f"\n{'load':<14} {'open median':>12} {'guarded median':>15} {'ratio':>6}   guarded/open per round")
+for mode, concurrency in sorted({(m, c) for m, c, _ in runs}):
+    open_, guarded = runs[(mode, concurrency, "open")], runs[(mode, concurrency, "require-token")]
+    per_round = " ".join(f"{g / o:.2f}" for o, g in zip(open_, guarded))
+    ratio = statistics.median(guarded) / statistics.median(open_)
+    print(f"{mode + ' c=' + str(concurrency):<14} {statistics.median(open_):>12.0f} "
+          f"{statistics.median(guarded):>15.0f} {ratio:>6.3f}   {per_round}")
+print(f"errors over all runs: {errors}")
+if errors:
+    sys.exit("some answers were errors")
+PY
     exit 0
 fi
 

@@ -153,7 +153,10 @@ run_one() {
             --backend-store-uri "$PG_URL/$db" \
             --artifacts-destination "$artifacts" >"$log" 2>&1 &
     else
-        setsid "$OKLA_BIN" --host 127.0.0.1 --port "$port" --no-auth \
+        # Builds from before authentication (for before/after comparisons) have no --no-auth.
+        local open=(--no-auth)
+        "$OKLA_BIN" --help | grep -q -- --no-auth || open=()
+        setsid "$OKLA_BIN" --host 127.0.0.1 --port "$port" "${open[@]}" \
             --backend-store-uri "$PG_URL/$db" \
             --artifacts-destination "$artifacts" >"$log" 2>&1 &
     fi
