@@ -258,11 +258,23 @@ fn needs_fields(rule: &Rule) -> bool {
 }
 
 /// Whether a call changes something, and so belongs in the audit log when it succeeds. A few
-/// MLflow reads are POSTs.
+/// MLflow reads are POSTs. A run's own data (metrics, params, tags, inputs, outputs) is left
+/// out: training jobs write it thousands of times a second, the run records who created it, and
+/// a refused write is audited like any refusal.
 fn is_mutation(method: &Method, path: &str) -> bool {
+    const RUN_DATA: [&str; 7] = [
+        "/runs/log-metric",
+        "/runs/log-batch",
+        "/runs/log-parameter",
+        "/runs/set-tag",
+        "/runs/delete-tag",
+        "/runs/log-inputs",
+        "/runs/outputs",
+    ];
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
         && !path.ends_with("/search")
         && !path.ends_with("/get-latest-versions")
+        && !RUN_DATA.iter().any(|suffix| path.ends_with(suffix))
 }
 
 /// Authenticates the request, applies its rule, and hands the caller to the handlers; audits
@@ -313,7 +325,9 @@ async fn admit(state: &AppState, request: Request) -> Result<Admitted, (Error, S
     };
     let actor = principal.actor();
     let checked = async {
-        let (locators, body) = if needs_fields(&rule) {
+        // Admins (and everyone with authentication off) may do anything a field could name, so
+        // their bodies are left for the handler to read once.
+        let (locators, body) = if needs_fields(&rule) && !principal.is_superuser() {
             read_locators(state, &parts, body).await?
         } else {
             (Locators::default(), body)

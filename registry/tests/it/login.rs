@@ -290,3 +290,78 @@ async fn ui_sign_in_is_csrf_checked_and_shows_only_what_the_user_may_read() {
         "the old session still works"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_has_changes_and_refusals_but_not_run_data() {
+    let server = start().await;
+    let admin = ("admin", ADMIN_PASSWORD);
+    let experiment = api(
+        &server,
+        admin,
+        "/api/2.0/mlflow/experiments/create",
+        json!({"name": "audited-experiment"}),
+    )
+    .await;
+    let experiment_id = experiment["experiment_id"].as_str().expect("experiment id");
+    let run = api(
+        &server,
+        admin,
+        "/api/2.0/mlflow/runs/create",
+        json!({"experiment_id": experiment_id}),
+    )
+    .await;
+    let run_id = run["run"]["info"]["run_id"].as_str().expect("run id");
+    api(
+        &server,
+        admin,
+        "/api/2.0/mlflow/runs/log-metric",
+        json!({"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 1, "step": 0}),
+    )
+    .await;
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .post(server.url("/api/2.0/mlflow/runs/log-metric"))
+                .basic_auth("admin", Some("not-the-password"))
+                .json(&json!({"run_id": run_id, "key": "loss", "value": 0.5, "timestamp": 2})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    let (status, audit) = server
+        .send(
+            server
+                .client
+                .get(server.url("/api/okla/v1/audit"))
+                .basic_auth(admin.0, Some(admin.1)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    let entries: Vec<(String, String, u64)> = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .map(|entry| {
+            (
+                entry["actor"].as_str().unwrap_or_default().to_owned(),
+                entry["path"].as_str().unwrap_or_default().to_owned(),
+                entry["status"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect();
+    let has = |path: &str, status: u64| {
+        entries
+            .iter()
+            .any(|(_, logged, code)| logged == path && *code == status)
+    };
+    assert!(has("/api/2.0/mlflow/experiments/create", 200), "{audit}");
+    assert!(has("/api/2.0/mlflow/runs/create", 200), "{audit}");
+    assert!(has("/api/2.0/mlflow/runs/log-metric", 401), "{audit}");
+    assert!(!has("/api/2.0/mlflow/runs/log-metric", 200), "{audit}");
+    let (actor, ..) = entries
+        .iter()
+        .find(|(_, path, _)| path == "/api/2.0/mlflow/runs/create")
+        .expect("the run's creation");
+    assert_eq!(actor, "admin");
+}
