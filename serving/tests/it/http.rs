@@ -519,6 +519,16 @@ async fn compressed_bodies_are_decoded_within_the_size_limit() {
     assert!(error.contains("'br'") && error.contains("gzip"), "{answer}");
 }
 
+/// The node's `/metrics` page.
+async fn metrics_text(server: &Server) -> String {
+    reqwest::get(format!("{}/metrics", server.http))
+        .await
+        .expect("the node answers /metrics")
+        .text()
+        .await
+        .expect("a text body")
+}
+
 #[tokio::test]
 async fn health_index_and_metrics() {
     let repository = repository();
@@ -557,12 +567,7 @@ async fn health_index_and_metrics() {
         "data": [0, 0, 0, 0, 0, 0, 0, 0]}]});
     let (status, _) = post(format!("{}/v2/models/pricing/infer", server.http), &request).await;
     assert_eq!(status, StatusCode::OK);
-    let metrics = reqwest::get(format!("{}/metrics", server.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&server).await;
     let line = metrics
         .lines()
         .find(|line| {
@@ -594,12 +599,7 @@ async fn failures_for_unknown_models_share_one_metric_label() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 
-    let metrics = reqwest::get(format!("{}/metrics", server.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&server).await;
     assert!(!metrics.contains("made-up"), "{metrics}");
     let counter = |labels: &str| {
         metrics
