@@ -215,6 +215,28 @@ async fn assert_no_script_injection(client: &Client, page: &str) {
     );
 }
 
+/// Clicks the element with this id.
+async fn click(client: &Client, id: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|error| panic!("#{id}: {error}"))
+        .click()
+        .await
+        .unwrap_or_else(|error| panic!("#{id} clicks: {error}"));
+}
+
+/// Types `text` into the element with this id.
+async fn type_into(client: &Client, id: &str, text: &str) {
+    client
+        .find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|error| panic!("#{id}: {error}"))
+        .send_keys(text)
+        .await
+        .unwrap_or_else(|error| panic!("typing into #{id}: {error}"));
+}
+
 async fn current_path(client: &Client) -> String {
     client
         .current_url()
@@ -293,13 +315,7 @@ async fn compare_runs_in_headless_chromium() {
     assert_eq!(shown, logged_ids, "the rows are the logged runs");
     assert_no_script_injection(&client, &runs_path).await;
 
-    client
-        .find(Locator::Id("compare-selected"))
-        .await
-        .expect("#compare-selected")
-        .click()
-        .await
-        .expect("#compare-selected clicks");
+    click(&client, "compare-selected").await;
     eventually("navigation to /compare", || async {
         current_path(&client).await == "/compare"
     })
@@ -399,13 +415,7 @@ async fn compare_runs_in_headless_chromium() {
     std::fs::write(screenshots.join("compare.png"), &png).expect("screenshot written");
 
     // Differences only: model_type goes, alpha stays.
-    client
-        .find(Locator::Id("differences-only"))
-        .await
-        .expect("#differences-only")
-        .click()
-        .await
-        .expect("#differences-only clicks");
+    click(&client, "differences-only").await;
     eventually("#differences-only hides the model_type row", || async {
         match table_row(&client, "params", "model_type").await {
             None => true,
@@ -496,27 +506,9 @@ async fn sign_in_csrf_and_artifact_downloads_in_headless_chromium() {
         .await
         .expect("navigate");
     assert_eq!(current_path(&client).await, "/login");
-    client
-        .find(Locator::Id("username"))
-        .await
-        .expect("username field")
-        .send_keys("admin")
-        .await
-        .expect("type");
-    client
-        .find(Locator::Id("password"))
-        .await
-        .expect("password field")
-        .send_keys(ADMIN_PASSWORD)
-        .await
-        .expect("type");
-    client
-        .find(Locator::Id("sign-in"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    type_into(&client, "username", "admin").await;
+    type_into(&client, "password", ADMIN_PASSWORD).await;
+    click(&client, "sign-in").await;
     eventually("signed in and back on the experiments", || async {
         current_path(&client).await == "/experiments"
     })
@@ -562,13 +554,7 @@ async fn sign_in_csrf_and_artifact_downloads_in_headless_chromium() {
         )
         .await
         .expect("script");
-    client
-        .find(Locator::Id("sign-out"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    click(&client, "sign-out").await;
     eventually("the forged sign-out is refused", || async {
         client
             .source()
@@ -590,13 +576,7 @@ async fn sign_in_csrf_and_artifact_downloads_in_headless_chromium() {
         .goto(&format!("{}/logout", registry.url))
         .await
         .expect("navigate");
-    client
-        .find(Locator::Id("sign-out"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    click(&client, "sign-out").await;
     eventually("signed out", || async {
         current_path(&client).await == "/login"
     })
