@@ -147,8 +147,15 @@ pub(super) async fn create_multipart(
     let upload_id = state.artifacts.create_multipart(&target).await?;
     // Part URLs must reach this server as the client sees it, also behind a TLS-terminating proxy.
     let header_text = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let scheme = header_text("x-forwarded-proto").unwrap_or("http");
+    // The host was checked against --allowed-hosts before this handler ran; the scheme can
+    // only be one of the two.
+    let scheme = match header_text("x-forwarded-proto") {
+        Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
     let host = header_text("x-forwarded-host")
+        .and_then(|hosts| hosts.split(',').next())
+        .map(str::trim)
         .or_else(|| header_text(header::HOST.as_str()))
         .unwrap_or("localhost");
     let encoded_path =

@@ -128,6 +128,12 @@ fn check_host(
         .collect();
     // HTTP/2's `:authority`, and an absolute-form HTTP/1.1 target, arrive in the URI.
     presented.extend(authority.map(|authority| authority.as_str().to_owned()));
+    // A proxy's `X-Forwarded-Host` names the host that links in answers point at (multipart
+    // part URLs), so it must be one of ours too, or a forged one would send uploads elsewhere.
+    for value in headers.get_all("x-forwarded-host") {
+        let value = String::from_utf8_lossy(value.as_bytes());
+        presented.extend(value.split(',').map(|host| host.trim().to_owned()));
+    }
     if presented.is_empty() {
         return Err(Error::Forbidden(
             "Request refused: it has no Host header; this server answers only the hosts --allowed-hosts (OKLA_ALLOWED_HOSTS) lists".to_owned(),

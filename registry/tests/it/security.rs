@@ -421,6 +421,17 @@ async fn foreign_hosts_are_403_and_health_answers_any_host() {
         .await;
     assert_mlflow_error(&answer, StatusCode::FORBIDDEN, "PERMISSION_DENIED");
     assert!(!experiment_exists(&server, "rebound").await);
+    // A forwarded host names where answers' links point (multipart part URLs): ours only.
+    let answer = server
+        .send(
+            server
+                .client
+                .get(&search)
+                .header("x-forwarded-host", "127.0.0.1, evil.example"),
+        )
+        .await;
+    let message = assert_mlflow_error(&answer, StatusCode::FORBIDDEN, "PERMISSION_DENIED");
+    assert!(message.contains("'evil.example'"), "{message}");
     // UI pages too.
     let (status, _) = server
         .send_bytes(
