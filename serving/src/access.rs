@@ -122,11 +122,17 @@ impl TokenVerifier {
         }
     }
 
+    /// The cached verdict, if it is younger than the cache's time to live.
+    fn fresh_verdict(&self, token: &str, model: Option<&str>) -> Option<Verdict> {
+        self.verdicts
+            .get(token, model.unwrap_or(""), Some(self.ttl))
+    }
+
     async fn verdict(&self, token: &str, model: Option<&str>) -> Result<Verdict, ServingError> {
-        let model_key = model.unwrap_or("");
-        if let Some(verdict) = self.verdicts.get(token, model_key, Some(self.ttl)) {
+        if let Some(verdict) = self.fresh_verdict(token, model) {
             return Ok(verdict);
         }
+        let model_key = model.unwrap_or("");
         match self.registry.verify_token(token, model).await {
             Ok(answer) => {
                 let verdict = Verdict::from(&answer);
@@ -187,78 +193,104 @@ impl Access {
     /// Admits a request that presented `bearer` (the token of `Authorization: Bearer`), or
     /// answers why not: 401 without a usable token, 403 when the token may not.
     pub async fn check(&self, bearer: Option<&str>, need: Need<'_>) -> Result<(), ServingError> {
-        match need {
-            Need::Model(_) | Need::AnyToken if !self.require_token => Ok(()),
-            Need::AnyToken => {
-                let token = bearer.ok_or_else(|| {
-                    ServingError::Unauthenticated(
-                        "this node requires a token: send Authorization: Bearer <token>"
-                            .to_owned(),
-                    )
-                })?;
-                self.registry_verdict(token, None).await.map(|_| ())
+        match self.requirement(bearer, need)? {
+            Requirement::Nothing => Ok(()),
+            Requirement::Verdict { token, model } => {
+                let verifier = self
+                    .verifier
+                    .as_ref()
+                    .ok_or_else(|| ServingError::Unauthenticated("invalid token".to_owned()))?;
+                judge(verifier.verdict(token, model).await?, need)
             }
+        }
+    }
+
+    /// [`Access::check`] when it can decide without asking the registry (no token needed, or
+    /// a fresh cached verdict), so the request path needs no future of its own; `None` when
+    /// the registry must be asked.
+    pub fn check_now(
+        &self,
+        bearer: Option<&str>,
+        need: Need<'_>,
+    ) -> Option<Result<(), ServingError>> {
+        match self.requirement(bearer, need) {
+            Err(error) => Some(Err(error)),
+            Ok(Requirement::Nothing) => Some(Ok(())),
+            Ok(Requirement::Verdict { token, model }) => match &self.verifier {
+                None => Some(Err(ServingError::Unauthenticated(
+                    "invalid token".to_owned(),
+                ))),
+                Some(verifier) => verifier
+                    .fresh_verdict(token, model)
+                    .map(|verdict| judge(verdict, need)),
+            },
+        }
+    }
+
+    /// What `need` takes beyond the request itself: nothing, or the registry's verdict on the
+    /// token.
+    fn requirement<'a>(
+        &self,
+        bearer: Option<&'a str>,
+        need: Need<'a>,
+    ) -> Result<Requirement<'a>, ServingError> {
+        let token =
+            |refusal: &str| bearer.ok_or_else(|| ServingError::Unauthenticated(refusal.to_owned()));
+        const REQUIRED: &str = "this node requires a token: send Authorization: Bearer <token>";
+        match need {
+            Need::Model(_) | Need::AnyToken if !self.require_token => Ok(Requirement::Nothing),
+            Need::AnyToken => Ok(Requirement::Verdict {
+                token: token(REQUIRED)?,
+                model: None,
+            }),
             Need::ModelControl if self.model_control == ModelControl::None => {
                 Err(ServingError::PermissionDenied(
                     "model control is off on this node: what it serves follows its repository or registry; start it with --model-control explicit to load and unload over the API".to_owned(),
                 ))
             }
             Need::ModelControl => {
-                let token = bearer.ok_or_else(|| {
-                    ServingError::Unauthenticated(
-                        "loading and unloading models needs an admin token (Authorization: Bearer)"
-                            .to_owned(),
-                    )
-                })?;
+                let token = token(
+                    "loading and unloading models needs an admin token (Authorization: Bearer)",
+                )?;
                 let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
                 if self.admin_token_sha256 == Some(digest) {
-                    return Ok(());
-                }
-                let verdict = self.registry_verdict(token, None).await?;
-                if verdict.is_admin {
-                    Ok(())
+                    Ok(Requirement::Nothing)
                 } else {
-                    Err(ServingError::PermissionDenied(
-                        "loading and unloading models needs an admin's token".to_owned(),
-                    ))
+                    Ok(Requirement::Verdict { token, model: None })
                 }
             }
-            Need::Model(model) => {
-                let token = bearer.ok_or_else(|| {
-                    ServingError::Unauthenticated(
-                        "this node requires a token: send Authorization: Bearer <token>"
-                            .to_owned(),
-                    )
-                })?;
-                let verdict = self.registry_verdict(token, Some(model)).await?;
-                if verdict.may_read {
-                    Ok(())
-                } else {
-                    Err(ServingError::PermissionDenied(format!(
-                        "the token may not use model '{model}'"
-                    )))
-                }
-            }
+            Need::Model(model) => Ok(Requirement::Verdict {
+                token: token(REQUIRED)?,
+                model: Some(model),
+            }),
         }
     }
+}
 
-    async fn registry_verdict(
-        &self,
-        token: &str,
-        model: Option<&str>,
-    ) -> Result<Verdict, ServingError> {
-        let verifier = self
-            .verifier
-            .as_ref()
-            .ok_or_else(|| ServingError::Unauthenticated("invalid token".to_owned()))?;
-        let verdict = verifier.verdict(token, model).await?;
-        if verdict.valid {
-            Ok(verdict)
-        } else {
-            Err(ServingError::Unauthenticated(
-                "invalid token: unknown, expired or revoked".to_owned(),
-            ))
-        }
+/// See [`Access::requirement`].
+enum Requirement<'a> {
+    Nothing,
+    Verdict {
+        token: &'a str,
+        model: Option<&'a str>,
+    },
+}
+
+/// Whether the registry's verdict on a token meets `need`.
+fn judge(verdict: Verdict, need: Need<'_>) -> Result<(), ServingError> {
+    if !verdict.valid {
+        return Err(ServingError::Unauthenticated(
+            "invalid token: unknown, expired or revoked".to_owned(),
+        ));
+    }
+    match need {
+        Need::ModelControl if !verdict.is_admin => Err(ServingError::PermissionDenied(
+            "loading and unloading models needs an admin's token".to_owned(),
+        )),
+        Need::Model(model) if !verdict.may_read => Err(ServingError::PermissionDenied(format!(
+            "the token may not use model '{model}'"
+        ))),
+        _ => Ok(()),
     }
 }
 
