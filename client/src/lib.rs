@@ -18,11 +18,15 @@
 //! - **Predictions** from okla-serving (or any KServe V2 server) over gRPC: a [`Predictor`]
 //!   per server, [`Predictor::predict`] with [`InputTensor`]s, answered by a [`Prediction`]
 //!   naming the version that answered; [`Predictor::with_routing_key`] for sticky deployments.
+//! - **Users and permissions** (MLflow's auth API): [`Client::create_user`],
+//!   [`Client::list_users`], [`Client::update_admin`], and grants on experiments and registered
+//!   models with [`Client::grant_permission`], [`Client::revoke_permission`] and
+//!   [`Client::list_permissions`].
 //!
 //! Versions are `u64` here (MLflow sends them as strings). Every failure is an [`Error`]; a
-//! registry refusal is [`Error::Api`] with MLflow's `error_code`. GETs and artifact PUTs are
-//! retried with exponential backoff on transport errors and 5xx/429 ([`RetryPolicy`]); other
-//! calls are never retried.
+//! registry refusal is [`Error::Api`] with MLflow's `error_code`. GETs, artifact PUTs and the
+//! few writes that repeat harmlessly (each says so) are retried with exponential backoff on
+//! transport errors and 5xx/429 ([`RetryPolicy`]); other calls are never retried.
 //!
 //! ```no_run
 //! # async fn train() -> okla_client::Result<()> {
@@ -56,6 +60,7 @@ mod registry;
 mod search;
 mod tokens;
 mod tracking;
+mod users;
 mod wire;
 
 pub use artifacts::{TransferredFile, UploadProgress};
@@ -71,4 +76,5 @@ pub use registry::{Alias, MODEL_ARTIFACT_PATH, ModelVersion, RegisteredModel, St
 pub use search::{Experiment, RunData, RunDetails, RunQuery, name_contains_filter};
 pub use tokens::{IssuedToken, NewToken, Token};
 pub use tracking::{ExperimentId, Metric, Run, RunInfo, RunStatus};
+pub use users::{EffectivePermission, Grant, Permission, ResourceType, User, UserPermissions};
 pub use wire::KeyValue;

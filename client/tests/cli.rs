@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use okla_client::{Client, RunStatus};
+use okla_client::{
+    Client, ClientOptions, Credentials, EffectivePermission, Permission, ResourceType, RunStatus,
+};
 use serde_json::Value;
 
 mod common;
@@ -38,7 +40,13 @@ async fn okla(url: &str, args: &[&str]) -> Ran {
 
 /// [`okla`] with `env` set (credentials), and none from the test's own environment.
 async fn okla_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
+    okla_stdin(url, args, env, "").await
+}
+
+/// [`okla_env`] with `stdin` as the standard input.
+async fn okla_stdin(url: &str, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Ran {
     let url = url.to_owned();
+    let stdin = stdin.to_owned();
     let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
     let env: Vec<(String, String)> = env
         .iter()
@@ -58,6 +66,7 @@ async fn okla_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Ran {
             .arg("--registry")
             .arg(url)
             .args(args)
+            .write_stdin(stdin)
             .timeout(Duration::from_secs(60))
             .output()
             .expect("okla runs");
@@ -619,4 +628,516 @@ async fn credentials_come_from_the_environment_and_tokens_are_created_listed_and
         missing.stderr.contains("/nonexistent/token"),
         "{missing:#?}"
     );
+}
+
+/// The admin's password on the registries the `users` tests start.
+const ADMIN_PASSWORD: &str = "cli-admin-password";
+
+/// The environment that signs `okla` in as `username` with `password`.
+fn basic<'a>(username: &'a str, password: &'a str) -> [(&'static str, &'a str); 2] {
+    [
+        ("MLFLOW_TRACKING_USERNAME", username),
+        ("MLFLOW_TRACKING_PASSWORD", password),
+    ]
+}
+
+/// Runs `okla` against one registry and keeps everything it printed, so a test can check what
+/// never shows.
+struct Transcript {
+    url: String,
+    printed: String,
+}
+
+impl Transcript {
+    fn new(registry: &Registry) -> Transcript {
+        Transcript {
+            url: registry.url.clone(),
+            printed: String::new(),
+        }
+    }
+
+    async fn okla(&mut self, args: &[&str], env: &[(&str, &str)]) -> Ran {
+        self.okla_stdin(args, env, "").await
+    }
+
+    async fn okla_stdin(&mut self, args: &[&str], env: &[(&str, &str)], stdin: &str) -> Ran {
+        let ran = okla_stdin(&self.url, args, env, stdin).await;
+        self.printed.push_str(&ran.stdout);
+        self.printed.push_str(&ran.stderr);
+        ran
+    }
+
+    fn assert_never_printed(&self, secret: &str) {
+        assert!(
+            !self.printed.contains(secret),
+            "'{secret}' was printed:\n{}",
+            self.printed
+        );
+    }
+}
+
+/// Asserts `ran` failed with exit code 1 and `error_code` on stderr.
+fn assert_refused(ran: &Ran, error_code: &str) {
+    assert_eq!(ran.code, Some(1), "{ran:#?}");
+    assert!(
+        ran.stderr.starts_with("error: ") && ran.stderr.contains(error_code),
+        "{error_code}: {ran:#?}"
+    );
+}
+
+/// A file holding `contents`, in `directory`.
+fn secret_file(directory: &tempfile::TempDir, name: &str, contents: &str) -> String {
+    let path = directory.path().join(name);
+    std::fs::write(&path, contents).expect("write the password file");
+    path.to_str().expect("UTF-8 temp path").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_are_created_sign_in_become_admins_and_are_deleted() {
+    let registry = Registry::start_with_admin(Some(ADMIN_PASSWORD)).await;
+    let mut cli = Transcript::new(&registry);
+    let admin = basic("admin", ADMIN_PASSWORD);
+    let password = "bobs-password-1234";
+    let directory = tempfile::tempdir().expect("temporary directory");
+    // With the newline `echo` leaves: signing in below shows it was not part of the password.
+    let password_file = secret_file(&directory, "bob", &format!("{password}\n"));
+    let bob = basic("bob", password);
+
+    let created = cli
+        .okla(
+            &["users", "create", "bob", "--password-file", &password_file],
+            &admin,
+        )
+        .await
+        .success();
+    assert!(created.stdout.contains("created bob"), "{created:#?}");
+    cli.okla(&["models", "list"], &bob).await.success();
+    let shown = cli
+        .okla(&["--json", "users", "show", "bob"], &bob)
+        .await
+        .json();
+    assert_eq!(shown["username"], "bob", "{shown}");
+    assert_eq!(shown["is_admin"], false, "{shown}");
+    let listed = cli.okla(&["users", "list"], &bob).await.success();
+    assert_eq!(
+        row(&listed.stdout, "admin").expect("admin listed")[1..],
+        ["admin", "yes"]
+    );
+    assert_eq!(
+        row(&listed.stdout, "bob").expect("bob listed")[1..],
+        ["bob", "no"]
+    );
+
+    let refused = cli
+        .okla(
+            &[
+                "users",
+                "create",
+                "carol",
+                "--password-file",
+                &password_file,
+            ],
+            &bob,
+        )
+        .await;
+    assert_refused(&refused, "PERMISSION_DENIED");
+    let refused = cli.okla(&["users", "show", "admin"], &bob).await;
+    assert_refused(&refused, "PERMISSION_DENIED");
+
+    // The flag takes effect on bob's next call, cached credentials notwithstanding.
+    let promoted = cli
+        .okla(&["users", "set-admin", "bob", "true"], &admin)
+        .await
+        .success();
+    assert_eq!(promoted.stdout.trim(), "bob is an admin", "{promoted:#?}");
+    cli.okla(
+        &[
+            "users",
+            "create",
+            "carol",
+            "--password-file",
+            &password_file,
+        ],
+        &bob,
+    )
+    .await
+    .success();
+    let demoted = cli
+        .okla(&["--json", "users", "set-admin", "bob", "false"], &admin)
+        .await
+        .json();
+    assert_eq!(demoted["is_admin"], false, "{demoted}");
+    let refused = cli.okla(&["users", "delete", "carol"], &bob).await;
+    assert_refused(&refused, "PERMISSION_DENIED");
+    let usage = cli
+        .okla(&["users", "set-admin", "bob", "maybe"], &admin)
+        .await;
+    assert_eq!(usage.code, Some(2), "{usage:#?}");
+
+    let created = cli
+        .okla(
+            &[
+                "--json",
+                "users",
+                "create",
+                "dana",
+                "--admin",
+                "--password-file",
+                &password_file,
+            ],
+            &admin,
+        )
+        .await
+        .json();
+    assert_eq!(created["is_admin"], true, "{created}");
+    let shown = cli
+        .okla(&["--json", "users", "show", "dana"], &admin)
+        .await
+        .json();
+    assert_eq!(shown["is_admin"], true, "{shown}");
+
+    let deleted = cli
+        .okla(&["users", "delete", "bob"], &admin)
+        .await
+        .success();
+    assert_eq!(deleted.stdout.trim(), "deleted bob", "{deleted:#?}");
+    let gone = cli.okla(&["models", "list"], &bob).await;
+    assert_refused(&gone, "UNAUTHENTICATED");
+    let gone = cli.okla(&["users", "show", "bob"], &admin).await;
+    assert_refused(&gone, "RESOURCE_DOES_NOT_EXIST");
+    let itself = cli.okla(&["users", "delete", "admin"], &admin).await;
+    assert_refused(&itself, "BAD_REQUEST");
+
+    cli.assert_never_printed(password);
+    cli.assert_never_printed(ADMIN_PASSWORD);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_grants_are_listed_enforced_and_revoked() {
+    let registry = Registry::start_with_admin(Some(ADMIN_PASSWORD)).await;
+    let mut cli = Transcript::new(&registry);
+    let admin = basic("admin", ADMIN_PASSWORD);
+    let password = "bobs-password-1234";
+    let bob = basic("bob", password);
+    cli.okla_stdin(
+        &["users", "create", "bob", "--password-stdin"],
+        &admin,
+        password,
+    )
+    .await
+    .success();
+    let admin_client = Client::with_options(
+        &registry.url,
+        ClientOptions {
+            credentials: Some(Credentials::Basic {
+                username: "admin".to_owned(),
+                password: ADMIN_PASSWORD.to_owned(),
+            }),
+            ..ClientOptions::default()
+        },
+    )
+    .expect("client");
+    admin_client
+        .create_registered_model("pricing")
+        .await
+        .expect("model created");
+    let experiment = admin_client
+        .get_or_create_experiment("pricing-jobs")
+        .await
+        .expect("experiment created");
+
+    let none = cli
+        .okla(&["users", "permissions", "bob"], &admin)
+        .await
+        .success();
+    assert_eq!(none.stdout.trim(), "no grants for bob", "{none:#?}");
+
+    let granted = cli
+        .okla(
+            &["users", "grant", "bob", "--model", "pricing", "READ"],
+            &admin,
+        )
+        .await
+        .success();
+    assert_eq!(
+        granted.stdout.trim(),
+        "granted READ on registered_model 'pricing' to bob",
+        "{granted:#?}"
+    );
+    cli.okla(
+        &[
+            "users",
+            "grant",
+            "bob",
+            "--experiment",
+            &experiment.0,
+            "edit",
+        ],
+        &admin,
+    )
+    .await
+    .success();
+    let listed = cli
+        .okla(&["users", "permissions", "bob"], &admin)
+        .await
+        .success();
+    assert_eq!(
+        row(&listed.stdout, "pricing").expect("the model's grant"),
+        ["registered_model", "pricing", "READ"],
+        "{listed:#?}"
+    );
+    assert_eq!(
+        row(&listed.stdout, &experiment.0).expect("the experiment's grant"),
+        ["experiment", experiment.0.as_str(), "EDIT"],
+        "{listed:#?}"
+    );
+    // Users may read their own grants.
+    let own = cli
+        .okla(&["--json", "users", "permissions", "bob"], &bob)
+        .await
+        .json();
+    assert_eq!(own["is_admin"], false, "{own}");
+    assert_eq!(
+        own["permissions"][1],
+        serde_json::json!({
+            "resource_type": "registered_model",
+            "resource_pattern": "pricing",
+            "permission": "READ",
+        }),
+        "{own}"
+    );
+    assert_eq!(
+        admin_client
+            .get_permission("bob", ResourceType::RegisteredModel, "pricing")
+            .await
+            .expect("bob's permission"),
+        EffectivePermission {
+            permission: Permission::Read,
+            allowed: false,
+        }
+    );
+
+    let again = cli
+        .okla(
+            &["users", "grant", "bob", "--model", "pricing", "EDIT"],
+            &admin,
+        )
+        .await;
+    assert_refused(&again, "RESOURCE_ALREADY_EXISTS");
+    let own_grant = cli
+        .okla(
+            &["users", "grant", "bob", "--model", "pricing", "MANAGE"],
+            &bob,
+        )
+        .await;
+    assert_refused(&own_grant, "PERMISSION_DENIED");
+
+    let revoked = cli
+        .okla(&["users", "revoke", "bob", "--model", "pricing"], &admin)
+        .await
+        .success();
+    assert_eq!(
+        revoked.stdout.trim(),
+        "revoked bob's grant on registered_model 'pricing'",
+        "{revoked:#?}"
+    );
+    let listed = cli
+        .okla(&["--json", "users", "permissions", "bob"], &admin)
+        .await
+        .json();
+    assert_eq!(
+        listed["permissions"].as_array().map(Vec::len),
+        Some(1),
+        "{listed}"
+    );
+    let missing = cli
+        .okla(&["users", "revoke", "bob", "--model", "pricing"], &admin)
+        .await;
+    assert_refused(&missing, "RESOURCE_DOES_NOT_EXIST");
+
+    // A DENY grant takes effect at once; revoking it gives the default (READ) back.
+    cli.okla(&["models", "show", "pricing"], &bob)
+        .await
+        .success();
+    cli.okla(
+        &["users", "grant", "bob", "--model", "pricing", "DENY"],
+        &admin,
+    )
+    .await
+    .success();
+    let denied = cli.okla(&["models", "show", "pricing"], &bob).await;
+    assert_refused(&denied, "PERMISSION_DENIED");
+    cli.okla(&["users", "revoke", "bob", "--model", "pricing"], &admin)
+        .await
+        .success();
+    cli.okla(&["models", "show", "pricing"], &bob)
+        .await
+        .success();
+
+    for usage in [
+        &["users", "grant", "bob", "READ"][..],
+        &[
+            "users",
+            "grant",
+            "bob",
+            "--model",
+            "pricing",
+            "--experiment",
+            "1",
+            "READ",
+        ],
+        &[
+            "users",
+            "grant",
+            "bob",
+            "--model",
+            "pricing",
+            "NO_PERMISSIONS",
+        ],
+        &["users", "revoke", "bob"],
+    ] {
+        let ran = cli.okla(usage, &admin).await;
+        assert_eq!(ran.code, Some(2), "{usage:?}: {ran:#?}");
+    }
+    cli.assert_never_printed(password);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_passwords_come_from_a_file_or_stdin_never_the_command_line() {
+    let registry = Registry::start_with_admin(Some(ADMIN_PASSWORD)).await;
+    let mut cli = Transcript::new(&registry);
+    let admin = basic("admin", ADMIN_PASSWORD);
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let first = "first-password-1234";
+    let second = "second-password-1234";
+    let third = "third-password-1234";
+
+    let unsourced = cli.okla(&["users", "create", "bob"], &admin).await;
+    assert_eq!(unsourced.code, Some(2), "{unsourced:#?}");
+    assert!(
+        unsourced.stderr.contains("--password-file")
+            && unsourced.stderr.contains("--password-stdin"),
+        "{unsourced:#?}"
+    );
+    let on_the_command_line = cli
+        .okla(&["users", "create", "bob", "--password", first], &admin)
+        .await;
+    assert_eq!(
+        on_the_command_line.code,
+        Some(2),
+        "{on_the_command_line:#?}"
+    );
+    let both = cli
+        .okla_stdin(
+            &[
+                "users",
+                "create",
+                "bob",
+                "--password-stdin",
+                "--password-file",
+                "/nonexistent/password",
+            ],
+            &admin,
+            first,
+        )
+        .await;
+    assert_eq!(both.code, Some(2), "{both:#?}");
+    let missing = cli
+        .okla(
+            &[
+                "users",
+                "create",
+                "bob",
+                "--password-file",
+                "/nonexistent/password",
+            ],
+            &admin,
+        )
+        .await;
+    assert_eq!(missing.code, Some(1), "{missing:#?}");
+    assert!(
+        missing.stderr.contains("/nonexistent/password"),
+        "{missing:#?}"
+    );
+    let short = cli
+        .okla_stdin(
+            &["users", "create", "bob", "--password-stdin"],
+            &admin,
+            "short\n",
+        )
+        .await;
+    assert_refused(&short, "at least 12 characters");
+    cli.assert_never_printed("short");
+
+    cli.okla_stdin(
+        &["users", "create", "bob", "--password-stdin"],
+        &admin,
+        &format!("{first}\r\n"),
+    )
+    .await
+    .success();
+    cli.okla(&["models", "list"], &basic("bob", first))
+        .await
+        .success();
+
+    // An admin resets bob's password: the old one stops working at once.
+    cli.okla_stdin(
+        &["users", "set-password", "bob", "--password-stdin"],
+        &admin,
+        &format!("{second}\n"),
+    )
+    .await
+    .success();
+    let old = cli.okla(&["models", "list"], &basic("bob", first)).await;
+    assert_refused(&old, "UNAUTHENTICATED");
+    let bob = basic("bob", second);
+    cli.okla(&["models", "list"], &bob).await.success();
+
+    // Bob changes his own: the password he signs in with goes as the current one.
+    let third_file = secret_file(&directory, "third", third);
+    let changed = cli
+        .okla(
+            &[
+                "users",
+                "set-password",
+                "bob",
+                "--password-file",
+                &third_file,
+            ],
+            &bob,
+        )
+        .await
+        .success();
+    assert_eq!(
+        changed.stdout.trim(),
+        "password of bob changed",
+        "{changed:#?}"
+    );
+    let bob = basic("bob", third);
+    cli.okla(&["models", "list"], &bob).await.success();
+
+    // Signed in with a token, he has no current password to send, and the registry asks.
+    let token = cli
+        .okla(&["tokens", "create", "laptop"], &bob)
+        .await
+        .stdout
+        .trim()
+        .to_owned();
+    let with_token = cli
+        .okla(
+            &[
+                "users",
+                "set-password",
+                "bob",
+                "--password-file",
+                &third_file,
+            ],
+            &[("OKLA_TOKEN", token.as_str())],
+        )
+        .await;
+    assert_refused(&with_token, "Current password is required");
+
+    for password in [first, second, third, ADMIN_PASSWORD] {
+        cli.assert_never_printed(password);
+    }
 }

@@ -1,5 +1,6 @@
 //! `okla`: the command line of the OKLA platform: experiments, runs, models, versions, pushing
-//! a model directory, deployments, and predictions. Commands live in `okla/`, one file per group.
+//! a model directory, deployments, predictions, tokens, and users with their permissions.
+//! Commands live in `okla/`, one file per group.
 //!
 //! Exit codes: 0 done, 1 the registry refused or a local failure, 2 a usage error (clap's),
 //! 3 the registry could not be reached.
@@ -20,6 +21,7 @@ mod predict;
 mod push;
 mod runs;
 mod tokens;
+mod users;
 mod versions;
 
 use std::process::ExitCode;
@@ -77,12 +79,17 @@ enum Command {
     /// API tokens and serving nodes' credentials.
     #[command(subcommand)]
     Tokens(tokens::Command),
+    /// Users and their permissions (MLflow's auth API).
+    #[command(subcommand)]
+    Users(users::Command),
 }
 
-/// What every command gets: the client and how to print.
+/// What every command gets: the client, how to print, and the credentials the client signs
+/// in with (`okla users set-password` sends the password as the current one).
 pub(crate) struct Context {
     pub(crate) client: Client,
     pub(crate) json: bool,
+    pub(crate) credentials: Option<Credentials>,
 }
 
 fn main() -> ExitCode {
@@ -117,12 +124,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let options = ClientOptions {
         actor: cli.actor,
-        credentials,
+        credentials: credentials.clone(),
         ..ClientOptions::default()
     };
     let context = Context {
         client: Client::with_options(&cli.registry, options)?,
         json: cli.json,
+        credentials,
     };
     match cli.command {
         Command::Experiments(command) => experiments::run(&context, command).await,
@@ -133,6 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::run(&context, args).await,
         Command::Predict(args) => predict::run(&context, args).await,
         Command::Tokens(command) => tokens::run(&context, command).await,
+        Command::Users(command) => users::run(&context, command).await,
     }
 }
 
