@@ -140,6 +140,20 @@ impl Client {
         Ok(answer.deployment)
     }
 
+    /// Takes `model` out of the fleet: serving nodes stop serving it, until a deployment, the
+    /// `champion` alias or a Production version deploys it again. `reason` is recorded in the
+    /// model's history.
+    pub async fn undeploy(&self, model: &str, reason: &str) -> Result<Deployment> {
+        let answer: DeploymentAnswer = self
+            .send_body(
+                Method::POST,
+                self.okla(["deployments", model, "undeploy"]),
+                &serde_json::json!({ "comment": reason }),
+            )
+            .await?;
+        Ok(answer.deployment)
+    }
+
     /// The latest report of every node that serves `model`.
     pub async fn nodes(&self, model: &str) -> Result<Vec<Node>> {
         let answer: NodeList = self

@@ -498,6 +498,7 @@ async fn a_serving_node_follows_and_fetches_through_the_client() {
                 latency_bounds_seconds: vec![0.1],
                 latency_counts: vec![2, 1],
             }],
+            unconfirmed: None,
         }],
     };
     let node = client

@@ -73,6 +73,9 @@ pub struct Metrics {
     pub registry_poll_failures: Counter,
     /// Registry source: model events received from RabbitMQ (`--amqp-url`), followed or not.
     pub registry_events: Counter,
+    /// Registry source: models served although the registry names nothing for them to serve
+    /// (not in the registry, no deployment); they keep serving until explicitly undeployed.
+    pub unconfirmed_models: Gauge,
     /// Copies of routed requests sent to a deployment's shadow version, by outcome.
     pub shadow_requests: Family<ShadowLabels, Counter>,
     /// How long the shadow version took per copy, to set against the answering version's.
@@ -162,6 +165,12 @@ impl Metrics {
             "Model events received from the registry over RabbitMQ",
             registry_events.clone(),
         );
+        let unconfirmed_models = Gauge::default();
+        registry.register(
+            "unconfirmed_models",
+            "Models served although the registry names nothing for them to serve; they keep serving until undeployed",
+            unconfirmed_models.clone(),
+        );
         let shadow_requests = Family::default();
         registry.register(
             "shadow_requests",
@@ -188,6 +197,7 @@ impl Metrics {
             download_failures,
             registry_poll_failures,
             registry_events,
+            unconfirmed_models,
             shadow_requests,
             shadow_duration,
         }

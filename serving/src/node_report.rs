@@ -16,14 +16,36 @@ use tokio_util::sync::CancellationToken;
 use crate::manager::{ModelManager, ModelStatus, VersionHealth};
 use crate::traffic::{LATENCY_BOUNDS_SECONDS, TrafficSnapshot};
 
-/// Versions the registry source could not fetch (download or checksum), by (model, version):
-/// they never reach the manager, so the report learns of them here.
+/// What the registry source knows that the manager does not: versions it could not fetch
+/// (download or checksum), by (model, version), which never reach the manager; and models it
+/// keeps serving although the registry names nothing for them, with the reason.
 #[derive(Debug, Default)]
 pub struct SourceFailures {
     failures: Mutex<BTreeMap<(String, u64), String>>,
+    unconfirmed: Mutex<BTreeMap<String, String>>,
 }
 
 impl SourceFailures {
+    /// Records why `model` serves without the registry's confirmation, or (`None`) that the
+    /// registry confirms it again.
+    pub fn set_unconfirmed(&self, model: &str, reason: Option<String>) {
+        let mut unconfirmed = self
+            .unconfirmed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match reason {
+            Some(reason) => unconfirmed.insert(model.to_owned(), reason),
+            None => unconfirmed.remove(model),
+        };
+    }
+
+    fn unconfirmed(&self) -> BTreeMap<String, String> {
+        self.unconfirmed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     pub fn record(&self, model: &str, version: u64, error: String) {
         self.lock().insert((model.to_owned(), version), error);
     }
@@ -35,6 +57,7 @@ impl SourceFailures {
     /// Forgets a model the node no longer follows.
     pub fn forget(&self, model: &str) {
         self.lock().retain(|(name, _), _| name != model);
+        self.set_unconfirmed(model, None);
     }
 
     fn snapshot(&self) -> BTreeMap<(String, u64), String> {
@@ -91,6 +114,7 @@ pub fn build_report(
                     .filter(|&revision| revision > 0)
                     .and_then(|revision| u64::try_from(revision).ok()),
                 versions,
+                unconfirmed: None,
             },
         );
     }
@@ -99,6 +123,7 @@ pub fn build_report(
             model: name.clone(),
             revision: None,
             versions: Vec::new(),
+            unconfirmed: None,
         });
         // What the manager knows of a version (it loaded from an earlier download) wins.
         if model.versions.iter().any(|v| v.version == *version) {
@@ -185,6 +210,10 @@ impl NodeReporter {
                 self.http_url.clone(),
                 self.every,
             );
+            let unconfirmed = self.failures.unconfirmed();
+            for model in &mut report.models {
+                model.unconfirmed = unconfirmed.get(&model.model).cloned();
+            }
             rates.fill(&mut report, read_at);
             match self.client.put_node_report(&self.node_id, &report).await {
                 Ok(_) if failing => {

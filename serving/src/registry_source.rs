@@ -13,8 +13,16 @@
 //! together: a version that fails to download, verify or load never takes the old deployment
 //! down. Failures are retried with exponential backoff; a registry that cannot be reached leaves
 //! everything as it is.
+//!
+//! A model leaves the node only when the registry says it was undeployed (source `undeployed`).
+//! A registry that names nothing for a model the node serves (the model is not found, has no
+//! deployment, or an unusable one: an empty database, a proxy answering 404, a rename) is a
+//! disagreement, not an order: the node keeps serving, and reports it (log, the
+//! `unconfirmed_models` gauge, the node report's `unconfirmed`). What the node follows is
+//! recorded beside the cache (`.followed.json`), so a node restarted while the registry is
+//! unreachable serves its last known deployments from its verified files.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -38,6 +46,8 @@ const STAGING_DIR: &str = ".staging";
 const BLOBS_DIR: &str = ".blobs";
 const ONNX_FILE: &str = "model.onnx";
 const MLMODEL_FILE: &str = "MLmodel";
+/// The deployments the node follows, by model; hidden so the repository scan skips it.
+const FOLLOWED_FILE: &str = ".followed.json";
 /// How long a failed rollout waits before it is tried again.
 const RETRY: Backoff = Backoff {
     initial: Duration::from_secs(1),
@@ -169,6 +179,8 @@ struct Followed {
     /// The versions `config.toml` names, as last written by this source.
     configured: Vec<u64>,
     retry: Option<Retry>,
+    /// Why the registry does not confirm what serves, while that lasts.
+    unconfirmed: Option<String>,
 }
 
 impl Followed {
@@ -195,6 +207,17 @@ struct Retry {
     versions: Vec<u64>,
     delays: Delays,
     at: Instant,
+}
+
+/// What the registry says of the models the node follows or could follow.
+#[derive(Debug, Default)]
+struct Wanted {
+    /// What to serve, by model.
+    serve: BTreeMap<String, Routing>,
+    /// Models explicitly taken out of the fleet: the only ones the node drops.
+    undeployed: BTreeSet<String>,
+    /// Models the registry names nothing for, with the reason.
+    unconfirmed: BTreeMap<String, String>,
 }
 
 pub struct RegistrySource {
@@ -236,7 +259,7 @@ impl RegistrySource {
                 .flatten()
                 .map_err(io_error(&blobs_dir))?
         };
-        Ok(RegistrySource {
+        let mut source = RegistrySource {
             client,
             models,
             cache,
@@ -245,7 +268,102 @@ impl RegistrySource {
             followed: HashMap::new(),
             failures: Arc::default(),
             blobs,
-        })
+        };
+        source.restore().await;
+        Ok(source)
+    }
+
+    /// Serves what the node followed before it stopped, from the verified files in the cache,
+    /// so a restart does not wait for the registry. Models whose record or files are missing
+    /// wait for the registry as on a first start.
+    async fn restore(&mut self) {
+        let path = self.cache.join(FOLLOWED_FILE);
+        let text = match tokio::fs::read_to_string(&path).await {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return,
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "cannot read what the node followed; waiting for the registry");
+                return;
+            }
+        };
+        let recorded: BTreeMap<String, Routing> = match serde_json::from_str(&text) {
+            Ok(recorded) => recorded,
+            Err(err) => {
+                tracing::warn!(path = %path.display(), error = %err, "unreadable record of what the node followed; waiting for the registry");
+                return;
+            }
+        };
+        let mut restored = Vec::new();
+        for (name, routing) in recorded {
+            let versions = routing.versions();
+            let mut complete = usable_model_name(&name)
+                && is_file(&self.cache.join(&name).join(CONFIG_FILE)).await;
+            for version in &versions {
+                complete =
+                    complete && is_dir(&self.cache.join(&name).join(version.to_string())).await;
+            }
+            if !complete {
+                tracing::warn!(
+                    model = name.as_str(),
+                    "the cache no longer holds what the node served; waiting for the registry"
+                );
+                continue;
+            }
+            self.manager.set_routing(&name, Some(routing.clone()));
+            self.followed.insert(
+                name.clone(),
+                Followed {
+                    serving: Some(routing),
+                    configured: versions,
+                    ..Followed::default()
+                },
+            );
+            restored.push(name);
+        }
+        // Anything else in the cache (a first rollout that never finished) is not what served.
+        for (name, path) in subdirectories(&self.cache).await {
+            if !name.starts_with('.') && !self.followed.contains_key(&name) {
+                self.remove_model_dir(&name, &path).await;
+            }
+        }
+        if restored.is_empty() {
+            return;
+        }
+        self.manager.sync_with_repository().await;
+        tracing::info!(models = ?restored, "serving what the node followed before it stopped, until the registry answers");
+        let all_ready = restored.iter().all(|name| {
+            self.followed[name].configured.iter().all(|&version| {
+                self.manager
+                    .is_ready(name, &VersionSelector::Number(version))
+                    .unwrap_or(false)
+            })
+        });
+        if all_ready {
+            self.manager.set_source_ready(true);
+        }
+    }
+
+    /// What serves, by model.
+    fn followed_routings(&self) -> BTreeMap<String, Routing> {
+        self.followed
+            .iter()
+            .filter_map(|(name, followed)| Some((name.clone(), followed.serving.clone()?)))
+            .collect()
+    }
+
+    /// Records what the node follows (see [`RegistrySource::restore`]), atomically.
+    async fn record_followed(&self) {
+        let followed = self.followed_routings();
+        let path = self.cache.join(FOLLOWED_FILE);
+        let temporary = self.cache.join(STAGING_DIR).join(FOLLOWED_FILE);
+        let written = async {
+            let text = serde_json::to_vec_pretty(&followed).map_err(std::io::Error::other)?;
+            tokio::fs::write(&temporary, text).await?;
+            tokio::fs::rename(&temporary, &path).await
+        };
+        if let Err(err) = written.await {
+            tracing::warn!(path = %path.display(), error = %err, "cannot record what the node follows; a restart waits for the registry");
+        }
     }
 
     /// The versions this source failed to fetch, for the node's reports.
@@ -280,15 +398,18 @@ impl RegistrySource {
 
     /// One round: learn what to serve, download and verify what is missing, roll out.
     pub async fn poll(&mut self) {
-        let aspired = match self.aspired_versions().await {
-            Ok(aspired) => aspired,
+        let wanted = match self.wanted().await {
+            Ok(wanted) => wanted,
             Err(err) => {
                 self.metrics.registry_poll_failures.inc();
                 tracing::warn!(error = %err, "cannot reach the model registry; serving what is loaded");
                 return;
             }
         };
-        self.drop_unfollowed(&aspired).await;
+        let recorded = self.followed_routings();
+        self.drop_unfollowed(&wanted).await;
+        self.note_unconfirmed(&wanted);
+        let aspired = wanted.serve;
 
         let mut rolling = Vec::new();
         let mut reload = Vec::new();
@@ -368,6 +489,9 @@ impl RegistrySource {
                 self.remove_other_versions(&name, &routing.versions()).await;
             }
         }
+        if self.followed_routings() != recorded {
+            self.record_followed().await;
+        }
         let all_served = aspired.keys().all(|name| {
             self.followed
                 .get(name)
@@ -378,10 +502,11 @@ impl RegistrySource {
         }
     }
 
-    /// What each followed model should serve, by name.
-    async fn aspired_versions(&self) -> Result<BTreeMap<String, Routing>, ClientError> {
-        let listed = self.models.is_empty();
-        let names = if listed {
+    /// What the registry says of each model the node follows or could follow: the listed ones
+    /// (`--models`, else every registered model) and every model the node serves, which a
+    /// listing may leave out (deleted, renamed) but only an undeploy removes.
+    async fn wanted(&self) -> Result<Wanted, ClientError> {
+        let mut names: BTreeSet<String> = if self.models.is_empty() {
             self.client
                 .search_registered_models("")
                 .await?
@@ -389,9 +514,15 @@ impl RegistrySource {
                 .map(|model| model.name)
                 .collect()
         } else {
-            self.models.clone()
+            self.models.iter().cloned().collect()
         };
-        let mut aspired = BTreeMap::new();
+        names.extend(
+            self.followed
+                .iter()
+                .filter(|(_, followed)| followed.serving.is_some())
+                .map(|(name, _)| name.clone()),
+        );
+        let mut wanted = Wanted::default();
         for name in names {
             if !usable_model_name(&name) {
                 tracing::warn!(
@@ -400,61 +531,109 @@ impl RegistrySource {
                 );
                 continue;
             }
-            let routing = match self.client.effective_deployment(&name).await? {
+            match self.client.effective_deployment(&name).await? {
+                Some(deployment) if deployment.source == "undeployed" => {
+                    wanted.undeployed.insert(name);
+                }
                 Some(deployment) => match deployment_routing(&deployment) {
-                    Ok(routing) => routing,
+                    Ok(Some(routing)) => {
+                        wanted.serve.insert(name, routing);
+                    }
+                    Ok(None) => {
+                        wanted.unconfirmed.insert(
+                            name,
+                            "the registry names no version to serve (no deployment, no champion alias, no Production version)".to_owned(),
+                        );
+                    }
                     Err(err) => {
-                        // Keep what serves rather than drop the model for a deployment this
-                        // server cannot read.
-                        tracing::error!(model = name.as_str(), error = %err,
-                            "unusable deployment; the current one keeps serving");
-                        self.followed
-                            .get(&name)
-                            .and_then(|followed| followed.serving.clone())
+                        wanted.unconfirmed.insert(
+                            name,
+                            format!("the registry's deployment cannot be used: {err}"),
+                        );
                     }
                 },
-                // A listed model deleted since the listing has nothing to serve.
                 None => {
-                    if !listed {
-                        tracing::warn!(model = name.as_str(), "model not in the registry");
-                    }
-                    None
+                    wanted
+                        .unconfirmed
+                        .insert(name, "the model is not in the registry".to_owned());
                 }
-            };
-            if let Some(routing) = routing {
-                aspired.insert(name, routing);
             }
         }
-        Ok(aspired)
+        Ok(wanted)
     }
 
-    /// Models with nothing to serve any more leave the cache; the next sync unloads them.
-    async fn drop_unfollowed(&mut self, aspired: &BTreeMap<String, Routing>) {
-        for (name, path) in subdirectories(&self.cache).await {
-            if name.starts_with('.') || aspired.contains_key(&name) {
+    /// Logs, counts and reports the models that keep serving without the registry's
+    /// confirmation, and those it confirms again.
+    fn note_unconfirmed(&mut self, wanted: &Wanted) {
+        let mut count = 0;
+        for (name, followed) in &mut self.followed {
+            if followed.serving.is_none() {
                 continue;
             }
-            // Renamed out of sight first, so a scan never sees half a model.
-            let trash = self
-                .cache
-                .join(STAGING_DIR)
-                .join(format!("removed-{name}-{}", std::process::id()));
-            match tokio::fs::rename(&path, &trash).await {
-                Ok(()) => {
-                    tracing::info!(
-                        model = name.as_str(),
-                        "model no longer served by the registry"
-                    );
-                    if let Err(err) = tokio::fs::remove_dir_all(&trash).await {
-                        tracing::warn!(path = %trash.display(), error = %err, "cannot remove");
-                    }
-                    self.followed.remove(&name);
-                    self.failures.forget(&name);
-                    self.manager.set_routing(&name, None);
-                }
-                Err(err) => tracing::warn!(model = name.as_str(), error = %err, "cannot remove"),
+            let reason = wanted.unconfirmed.get(name).cloned();
+            if reason.is_some() {
+                count += 1;
+            }
+            if followed.unconfirmed == reason {
+                continue;
+            }
+            match &reason {
+                Some(reason) => tracing::warn!(
+                    model = name.as_str(),
+                    reason = reason.as_str(),
+                    "the registry names nothing for this model to serve; it keeps serving its last deployment until it is undeployed"
+                ),
+                None => tracing::info!(
+                    model = name.as_str(),
+                    "the registry confirms what this model serves again"
+                ),
+            }
+            self.failures.set_unconfirmed(name, reason.clone());
+            followed.unconfirmed = reason;
+        }
+        self.metrics.unconfirmed_models.set(count);
+    }
+
+    /// Undeployed models leave the cache, and so do leftovers of models the node does not
+    /// serve; the next sync unloads them.
+    async fn drop_unfollowed(&mut self, wanted: &Wanted) {
+        for (name, path) in subdirectories(&self.cache).await {
+            let serving = self
+                .followed
+                .get(&name)
+                .is_some_and(|followed| followed.serving.is_some());
+            let keep =
+                wanted.serve.contains_key(&name) || (serving && !wanted.undeployed.contains(&name));
+            if name.starts_with('.') || keep {
+                continue;
+            }
+            if self.remove_model_dir(&name, &path).await {
+                tracing::info!(
+                    model = name.as_str(),
+                    "model undeployed or no longer served"
+                );
             }
         }
+    }
+
+    /// Removes a model's directory from the cache and forgets the model; false if it stays.
+    async fn remove_model_dir(&mut self, name: &str, path: &Path) -> bool {
+        // Renamed out of sight first, so a scan never sees half a model.
+        let trash = self
+            .cache
+            .join(STAGING_DIR)
+            .join(format!("removed-{name}-{}", std::process::id()));
+        if let Err(err) = tokio::fs::rename(path, &trash).await {
+            tracing::warn!(model = name, error = %err, "cannot remove");
+            return false;
+        }
+        if let Err(err) = tokio::fs::remove_dir_all(&trash).await {
+            tracing::warn!(path = %trash.display(), error = %err, "cannot remove");
+        }
+        self.followed.remove(name);
+        self.failures.forget(name);
+        self.manager.set_routing(name, None);
+        true
     }
 
     async fn prepare(&mut self, name: &str, routing: &Routing) -> Result<Prepared, SourceError> {

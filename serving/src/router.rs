@@ -7,8 +7,9 @@ use std::hash::{BuildHasher, RandomState};
 
 use sha2::{Digest, Sha256};
 
-/// A model's deployment as serving applies it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A model's deployment as serving applies it. Serialized in the registry source's record of
+/// what the node follows.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Routing {
     /// The registry's revision of the deployment, for logs.
     pub revision: i64,

@@ -44,7 +44,9 @@ pub struct DeploymentSpec {
 
 /// A model's effective deployment. `source` says where it comes from: `explicit` (set through
 /// the deployments API), `champion` (the alias), `production` (the latest Production version),
-/// or `none` (no routes: the fleet serves nothing of the model).
+/// `undeployed` (explicitly taken out of the fleet: nodes drop it), or `none` (nothing to
+/// serve, never undeployed: nodes keep serving what they have and report the disagreement).
+/// The last two have no routes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deployment {
     #[serde(default)]

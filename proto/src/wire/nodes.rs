@@ -47,6 +47,10 @@ pub struct ModelReport {
     #[serde(default)]
     pub revision: Option<u64>,
     pub versions: Vec<VersionReport>,
+    /// Why the node serves the model although the registry names nothing for it to serve (not
+    /// in the registry, no deployment): it keeps serving until the model is undeployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed: Option<String>,
 }
 
 /// One version on the reporting node. The counters run since the node began serving the
@@ -98,6 +102,10 @@ pub struct NodeModel {
     pub revision: Option<u64>,
     #[serde(default)]
     pub versions: Vec<NodeVersion>,
+    /// Why the node serves the model although the registry names nothing for it to serve (not
+    /// in the registry, no deployment): it keeps serving until the model is undeployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed: Option<String>,
 }
 
 /// A version on a node, as the registry answers it.

@@ -197,7 +197,7 @@ fn okla_rule(method: &Method, route: &str) -> Rule {
         }
         (&Method::GET, ["events" | "deployments" | "nodes"]) => Rule::Authenticated,
         (&Method::GET, ["deployments", name]) => model(name, Access::Read),
-        (_, ["deployments", name]) | (_, ["deployments", name, "rollback"]) => {
+        (_, ["deployments", name]) | (_, ["deployments", name, "rollback" | "undeploy"]) => {
             model(name, Access::Manage)
         }
         (&Method::GET, ["nodes", _]) => Rule::Authenticated,
@@ -655,6 +655,11 @@ mod tests {
             (
                 &post,
                 "/api/okla/v1/deployments/m/rollback",
+                path_model("m", Manage),
+            ),
+            (
+                &post,
+                "/api/okla/v1/deployments/m/undeploy",
                 path_model("m", Manage),
             ),
             (&get, "/api/okla/v1/deployments/m", path_model("m", Read)),

@@ -138,6 +138,25 @@ pub(super) async fn delete(
     Ok(answer(&deployment))
 }
 
+/// `POST /api/okla/v1/deployments/{name}/undeploy`: the fleet stops serving the model.
+pub(super) async fn undeploy(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    actor: Actor,
+    Fields(request): Fields<DeleteDeployment>,
+) -> Result<Json<Value>> {
+    let name = model_name(name)?;
+    let change = Change {
+        actor: &actor.0,
+        comment: request.comment.as_deref(),
+    };
+    let deployment = state
+        .store
+        .undeploy(&name, request.expected_revision, &change)
+        .await?;
+    Ok(answer(&deployment))
+}
+
 pub(super) async fn rollback(
     State(state): State<AppState>,
     Path(name): Path<String>,

@@ -140,6 +140,7 @@ fn body_json(body: Option<&proto::model_event::Body>) -> Value {
         Some(Body::DeploymentDeleted(deleted)) => json!({ "deployment_deleted": {
             "revision": deleted.revision,
             "comment": deleted.comment,
+            "undeployed": deleted.undeployed,
         }}),
         Some(Body::DeploymentRolledBack(rolled_back)) => json!({ "deployment_rolled_back": {
             "revision": rolled_back.revision,

@@ -97,6 +97,10 @@ pub fn router(state: AppState, pages: Router<AppState>) -> Router {
             "/api/okla/v1/deployments/{name}/rollback",
             post(deployments::rollback),
         )
+        .route(
+            "/api/okla/v1/deployments/{name}/undeploy",
+            post(deployments::undeploy),
+        )
         .route("/api/okla/v1/nodes", get(nodes::list))
         .route(
             "/api/okla/v1/nodes/{node_id}",

@@ -32,6 +32,7 @@ struct ModelWire {
     model: Option<String>,
     revision: Option<i64>,
     versions: Option<Vec<VersionWire>>,
+    unconfirmed: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +132,7 @@ fn model_from_wire(model: ModelWire, field: &str) -> Result<ModelReport> {
             .ok_or_else(|| missing(&format!("{field}.model")))?,
         revision: model.revision,
         versions,
+        unconfirmed: model.unconfirmed,
     })
 }
 

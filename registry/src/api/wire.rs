@@ -459,17 +459,21 @@ impl<T: Serialize> Serialize for Listing<T> {
     }
 }
 
-/// A model's effective deployment: `source` is `explicit`, `champion`, `production`, or `none`
-/// (no routes: the fleet serves nothing of the model). Versions are JSON numbers. The domain
+/// A model's effective deployment: `source` is `explicit`, `champion`, `production`,
+/// `undeployed` (explicitly taken out of the fleet) or `none` (nothing to serve; serving nodes
+/// keep what they serve until an undeploy). `undeployed` and `none` have no routes. Versions are JSON numbers. The domain
 /// validated every number, so none is negative.
 pub(super) fn deployment(state: &DeploymentState) -> wire::Deployment {
     let effective = state.effective.as_ref();
     let spec = effective.map(|effective| &effective.spec);
     wire::Deployment {
         name: state.name.clone(),
-        source: effective
-            .map_or("none", |effective| effective.source.as_str())
-            .to_owned(),
+        source: match effective {
+            Some(effective) => effective.source.as_str(),
+            None if state.undeployed => "undeployed",
+            None => "none",
+        }
+        .to_owned(),
         revision: number(state.revision),
         routes: spec
             .map(|spec| {
@@ -536,6 +540,7 @@ pub(super) fn node(node: &NodeState) -> wire::Node {
                         latency_counts: version.latency_counts.clone(),
                     })
                     .collect(),
+                unconfirmed: model.unconfirmed.clone(),
             })
             .collect(),
     }

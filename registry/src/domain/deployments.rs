@@ -1,7 +1,8 @@
 //! Deployments: which versions of a registered model the serving fleet serves and how traffic
 //! splits between them (weighted routes, sticky A/B, a shadow, a canary gate), every rule a
 //! deployment spec must satisfy, and the effective deployment of a model (its explicit one, else
-//! the default from the `champion` alias or the Production stage). Pure: no I/O, no async.
+//! nothing once explicitly undeployed, else the default from the `champion` alias or the
+//! Production stage). Pure: no I/O, no async.
 
 use std::collections::BTreeSet;
 
@@ -344,12 +345,13 @@ pub struct EffectiveDeployment {
     pub spec: DeploymentSpec,
 }
 
-/// The deployment the fleet serves: the explicit one when set; else the `champion` alias's
-/// version (an alias is a deliberate pointer, so it wins over a stage); else the Production
-/// version, the highest-numbered one when several are in Production (MLflow's "latest" per
-/// stage); else none.
+/// The deployment the fleet serves: the explicit one when set; else nothing when the model was
+/// explicitly undeployed (and not deployed again since); else the `champion` alias's version (an
+/// alias is a deliberate pointer, so it wins over a stage); else the Production version, the
+/// highest-numbered one when several are in Production (MLflow's "latest" per stage); else none.
 pub fn effective_deployment(
     explicit: Option<&DeploymentSpec>,
+    undeployed: bool,
     champion: Option<i64>,
     production_versions: &[i64],
 ) -> Option<EffectiveDeployment> {
@@ -358,6 +360,9 @@ pub fn effective_deployment(
             source: DeploymentSource::Explicit,
             spec: spec.clone(),
         });
+    }
+    if undeployed {
+        return None;
     }
     let (source, version) = policy::default_version(champion, production_versions.iter().copied())?;
     Some(EffectiveDeployment {
@@ -546,21 +551,26 @@ mod tests {
     }
 
     #[test]
-    fn effective_deployment_prefers_explicit_then_champion_then_production() {
+    fn effective_deployment_prefers_explicit_then_undeployed_then_champion_then_production() {
         let explicit = spec(&[(3, 90), (4, 10)]);
-        let chosen = effective_deployment(Some(&explicit), Some(2), &[1]).expect("explicit");
-        assert_eq!(chosen.source, DeploymentSource::Explicit);
-        assert_eq!(chosen.spec, explicit);
+        for undeployed in [false, true] {
+            let chosen =
+                effective_deployment(Some(&explicit), undeployed, Some(2), &[1]).expect("explicit");
+            assert_eq!(chosen.source, DeploymentSource::Explicit);
+            assert_eq!(chosen.spec, explicit);
+        }
 
-        let chosen = effective_deployment(None, Some(2), &[1]).expect("champion");
+        let chosen = effective_deployment(None, false, Some(2), &[1]).expect("champion");
         assert_eq!(chosen.source, DeploymentSource::Champion);
         assert_eq!(chosen.spec, DeploymentSpec::single(2));
 
-        let chosen = effective_deployment(None, None, &[1, 5, 3]).expect("production");
+        let chosen = effective_deployment(None, false, None, &[1, 5, 3]).expect("production");
         assert_eq!(chosen.source, DeploymentSource::Production);
         assert_eq!(chosen.spec, DeploymentSpec::single(5));
 
-        assert_eq!(effective_deployment(None, None, &[]), None);
+        assert_eq!(effective_deployment(None, false, None, &[]), None);
+        // An undeployed model serves nothing, whatever its alias and stages say.
+        assert_eq!(effective_deployment(None, true, Some(2), &[1]), None);
     }
 
     #[test]

@@ -91,10 +91,13 @@ pub enum HistoryKind {
     Alias,
     /// An explicit deployment created or replaced; from/to hold the specs as JSON.
     Deployment,
-    /// The explicit deployment removed; the default applies again.
+    /// The explicit deployment removed; the default applies again, or, with none, the model is
+    /// undeployed.
     DeploymentDelete,
     /// The deployment rolled back to one version; the comment holds the reason.
     DeploymentRollback,
+    /// The model taken out of the fleet; from holds what served (the effective spec as JSON).
+    Undeploy,
 }
 
 impl HistoryKind {
@@ -105,6 +108,7 @@ impl HistoryKind {
             HistoryKind::Deployment => "deployment",
             HistoryKind::DeploymentDelete => "deployment_delete",
             HistoryKind::DeploymentRollback => "deployment_rollback",
+            HistoryKind::Undeploy => "undeploy",
         }
     }
 }

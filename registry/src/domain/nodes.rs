@@ -15,6 +15,8 @@ pub const MAX_NODE_ID_CHARS: usize = 200;
 pub const MAX_MODELS: usize = 1000;
 /// Most versions one model entry may list.
 pub const MAX_VERSIONS: usize = 100;
+/// Longest reason a node gives for serving a model the registry names nothing for.
+pub const MAX_UNCONFIRMED_CHARS: usize = 2000;
 /// Most finite latency bucket bounds of one histogram.
 pub const MAX_BUCKETS: usize = 64;
 /// Longest `http_url` accepted.
@@ -99,6 +101,10 @@ pub struct ModelReport {
     #[serde(default)]
     pub revision: Option<i64>,
     pub versions: Vec<VersionReport>,
+    /// Why the node serves the model although the registry names nothing for it to serve (not
+    /// in the registry, no deployment): it keeps serving until the model is undeployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unconfirmed: Option<String>,
 }
 
 /// What a node reports. Also the stored JSON form (`serving_nodes.report`), so fields are only
@@ -210,6 +216,14 @@ impl ModelReport {
             return Err(invalid(
                 &format!("{field}.revision"),
                 format!("must be a deployment revision (1 or more) or null, got {revision}"),
+            ));
+        }
+        if let Some(unconfirmed) = &self.unconfirmed
+            && unconfirmed.chars().count() > MAX_UNCONFIRMED_CHARS
+        {
+            return Err(invalid(
+                &format!("{field}.unconfirmed"),
+                format!("must be at most {MAX_UNCONFIRMED_CHARS} characters"),
             ));
         }
         if self.versions.len() > MAX_VERSIONS {
@@ -580,6 +594,7 @@ mod tests {
             model: "pricing".to_owned(),
             revision,
             versions,
+            unconfirmed: None,
         }
     }
 
@@ -745,6 +760,7 @@ mod tests {
                             model: format!("m{n}"),
                             revision: None,
                             versions: Vec::new(),
+                            unconfirmed: None,
                         })
                         .collect();
                 },

@@ -15,12 +15,13 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, Transaction};
 
 use super::Store;
+use super::nodes::live_nodes_serving;
 use super::outbox::write_events;
 use super::sql::{get_i64, get_opt_text, get_text, placeholders};
 use super::transaction::{Change, append_history, model_not_found, touch_model};
 use crate::domain::deployments::{
-    CHAMPION_ALIAS, DeploymentSpec, EffectiveDeployment, Route, effective_deployment,
-    validate_comment, validate_reason,
+    CHAMPION_ALIAS, DeploymentSource, DeploymentSpec, EffectiveDeployment, Route,
+    effective_deployment, validate_comment, validate_reason,
 };
 use crate::domain::model_registry::HistoryKind;
 use crate::domain::now_millis;
@@ -35,8 +36,12 @@ pub struct DeploymentState {
     /// When and by whom the latest deployment change was made (`None` before the first).
     pub updated_at: Option<i64>,
     pub updated_by: Option<String>,
-    /// `None` when the model has no explicit deployment, no champion and no Production version.
+    /// `None` when the model has no explicit deployment, no champion and no Production version,
+    /// or was undeployed.
     pub effective: Option<EffectiveDeployment>,
+    /// Explicitly taken out of the fleet and not deployed since: serving nodes drop it. A model
+    /// with nothing to serve that was never undeployed is not: nodes keep what they serve.
+    pub undeployed: bool,
 }
 
 /// The `deployments` row of a model.
@@ -86,6 +91,12 @@ impl Store {
         {
             champions.insert(get_text(&row, "name")?, get_i64(&row, "version")?);
         }
+        let undeployed: BTreeSet<String> = sqlx::query("SELECT name FROM undeployed_models")
+            .fetch_all(&mut *connection)
+            .await?
+            .iter()
+            .map(|row| get_text(row, "name"))
+            .collect::<Result<_>>()?;
         // Byte order on every backend, whatever the database's collation.
         let names: BTreeSet<&String> = rows
             .keys()
@@ -96,7 +107,13 @@ impl Store {
         for name in names {
             let row = rows.get(name);
             let production = production.get(name).map(Vec::as_slice).unwrap_or_default();
-            let state = state_of(name, row, champions.get(name).copied(), production);
+            let state = state_of(
+                name,
+                row,
+                undeployed.contains(name),
+                champions.get(name).copied(),
+                production,
+            );
             if state.effective.is_some() {
                 states.push(state);
             }
@@ -128,6 +145,7 @@ impl Store {
         check_versions_live(&mut transaction, name, &named_versions(&spec)).await?;
         let next_revision = revision + 1;
         upsert(&mut transaction, name, Some(&spec), next_revision, change).await?;
+        clear_undeployed(&mut transaction, name).await?;
         append_history(
             &mut transaction,
             name,
@@ -154,8 +172,9 @@ impl Store {
         self.commit_change(transaction, name, change, updated).await
     }
 
-    /// Removes the explicit deployment: the default (champion, else Production) applies again.
-    /// Without an explicit deployment this changes nothing (DELETE is idempotent).
+    /// Removes the explicit deployment: the default (champion, else Production) applies again;
+    /// with no default to fall back to, the model is undeployed. Without an explicit deployment
+    /// this changes nothing (DELETE is idempotent).
     pub async fn delete_deployment(
         &self,
         name: &str,
@@ -172,6 +191,13 @@ impl Store {
         };
         let next_revision = revision + 1;
         upsert(&mut transaction, name, None, next_revision, change).await?;
+        let undeployed = load_state(&mut transaction, name)
+            .await?
+            .effective
+            .is_none();
+        if undeployed {
+            mark_undeployed(&mut transaction, name, change).await?;
+        }
         append_history(
             &mut transaction,
             name,
@@ -185,8 +211,53 @@ impl Store {
         let deleted = Body::DeploymentDeleted(proto::DeploymentDeleted {
             revision: next_revision,
             comment: change.comment.unwrap_or_default().to_owned(),
+            undeployed,
         });
         self.commit_change(transaction, name, change, deleted).await
+    }
+
+    /// Takes the model out of the fleet: its explicit deployment goes, and its `champion` alias
+    /// and Production stage no longer deploy it, until a deployment, the alias or the stage is
+    /// set again. The one way a served model stops being served; recorded in the history.
+    /// Undeploying an undeployed model changes nothing.
+    pub async fn undeploy(
+        &self,
+        name: &str,
+        expected_revision: Option<i64>,
+        change: &Change<'_>,
+    ) -> Result<DeploymentState> {
+        validate_comment(change.comment.unwrap_or_default(), "comment").map_err(Error::invalid)?;
+        let mut transaction = self.writer.begin().await?;
+        touch_model(&mut transaction, name).await?;
+        let current = stored(&mut transaction, name).await?;
+        let revision = check_revision(name, current.as_ref(), expected_revision)?;
+        let before = load_state(&mut transaction, name).await?;
+        if before.undeployed {
+            return Ok(before);
+        }
+        let next_revision = revision + 1;
+        upsert(&mut transaction, name, None, next_revision, change).await?;
+        mark_undeployed(&mut transaction, name, change).await?;
+        append_history(
+            &mut transaction,
+            name,
+            None,
+            HistoryKind::Undeploy.as_str(),
+            before
+                .effective
+                .map(|served| served.spec.to_json())
+                .as_deref(),
+            None,
+            change,
+        )
+        .await?;
+        let undeployed = Body::DeploymentDeleted(proto::DeploymentDeleted {
+            revision: next_revision,
+            comment: change.comment.unwrap_or_default().to_owned(),
+            undeployed: true,
+        });
+        self.commit_change(transaction, name, change, undeployed)
+            .await
     }
 
     /// Replaces the routes with 100% to `to_version`, or, when `None`, to the version the
@@ -288,6 +359,97 @@ pub(super) async fn refuse_if_deployed(
             "Model Version (name={name}, version={version}) cannot be deleted: the deployment of '{name}' serves it ({field}). Change or roll back the deployment first (PUT /api/okla/v1/deployments/{name})"
         ))),
     }
+}
+
+/// What serves `name` now, for [`refuse_going_dark`]; `None` when nothing does or the model
+/// does not exist.
+pub(crate) async fn serving_now(
+    connection: &mut AnyConnection,
+    name: &str,
+) -> Result<Option<EffectiveDeployment>> {
+    match load_state(connection, name).await {
+        Ok(state) => Ok(state.effective),
+        Err(Error::NotFound(_)) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Refuses (409) a change, already made in `transaction`, that leaves `name` with nothing to
+/// serve while `before` served it and a live serving node serves it: a model leaves the fleet
+/// only when someone undeploys it. A model no node serves may lose its deployment freely (as in
+/// MLflow); nodes that come back later keep serving it until it is undeployed.
+/// `what` names the change for the error ("Deleting alias 'champion'").
+pub(crate) async fn refuse_going_dark(
+    connection: &mut AnyConnection,
+    name: &str,
+    before: Option<EffectiveDeployment>,
+    what: &str,
+) -> Result<()> {
+    let Some(before) = before else {
+        return Ok(());
+    };
+    if serving_now(connection, name).await?.is_some() {
+        return Ok(());
+    }
+    let nodes = live_nodes_serving(connection, name).await?;
+    if nodes.is_empty() {
+        return Ok(());
+    }
+    let versions = before
+        .spec
+        .routes
+        .iter()
+        .map(|route| route.version.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let through = match before.source {
+        DeploymentSource::Explicit => "its explicit deployment".to_owned(),
+        DeploymentSource::Champion => format!("its '{CHAMPION_ALIAS}' alias"),
+        DeploymentSource::Production => "its Production stage".to_owned(),
+    };
+    Err(Error::Conflict(format!(
+        "{what} would leave registered model '{name}' with nothing to serve: serving nodes ({}) serve version {versions} through {through}. \
+         Deploy what it should serve first, or take it out of the fleet explicitly: POST /api/okla/v1/deployments/{name}/undeploy (okla deploy {name} --undeploy)",
+        nodes.join(", ")
+    )))
+}
+
+/// Marks `name` undeployed (see the `undeployed_models` migration).
+async fn mark_undeployed(
+    connection: &mut AnyConnection,
+    name: &str,
+    change: &Change<'_>,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO undeployed_models (name, undeployed_at, undeployed_by) VALUES ($1, $2, $3) \
+         ON CONFLICT (name) DO UPDATE SET undeployed_at = excluded.undeployed_at, undeployed_by = excluded.undeployed_by",
+    )
+    .bind(name)
+    .bind(now_millis())
+    .bind(change.actor)
+    .execute(&mut *connection)
+    .await?;
+    Ok(())
+}
+
+/// Deploying `name` again (a deployment, the `champion` alias, a Production version) ends its
+/// undeploy.
+pub(crate) async fn clear_undeployed(connection: &mut AnyConnection, name: &str) -> Result<()> {
+    sqlx::query("DELETE FROM undeployed_models WHERE name = $1")
+        .bind(name)
+        .execute(&mut *connection)
+        .await?;
+    Ok(())
+}
+
+async fn is_undeployed(connection: &mut AnyConnection, name: &str) -> Result<bool> {
+    Ok(
+        sqlx::query("SELECT name FROM undeployed_models WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&mut *connection)
+            .await?
+            .is_some(),
+    )
 }
 
 async fn stored(connection: &mut AnyConnection, name: &str) -> Result<Option<StoredRow>> {
@@ -399,7 +561,13 @@ async fn load_state(connection: &mut AnyConnection, name: &str) -> Result<Deploy
         .bind(name)
         .fetch_optional(&mut *connection)
         .await?;
+    let undeployed = is_undeployed(connection, name).await?;
     if exists.is_none() {
+        // An undeployed model that was deleted since still answers, so nodes that missed the
+        // undeploy learn of it.
+        if undeployed {
+            return Ok(state_of(name, None, true, None, &[]));
+        }
         return Err(model_not_found(name));
     }
     let row = stored(connection, name).await?;
@@ -420,22 +588,31 @@ async fn load_state(connection: &mut AnyConnection, name: &str) -> Result<Deploy
             .await?
             .map(|row| get_i64(&row, "version"))
             .transpose()?;
-    Ok(state_of(name, row.as_ref(), champion, &production))
+    Ok(state_of(
+        name,
+        row.as_ref(),
+        undeployed,
+        champion,
+        &production,
+    ))
 }
 
 fn state_of(
     name: &str,
     row: Option<&StoredRow>,
+    undeployed: bool,
     champion: Option<i64>,
     production: &[i64],
 ) -> DeploymentState {
     let explicit = row.and_then(|row| row.spec.as_ref());
+    let effective = effective_deployment(explicit, undeployed, champion, production);
     DeploymentState {
         name: name.to_owned(),
         revision: row.map_or(0, |row| row.revision),
         updated_at: row.map(|row| row.updated_at),
         updated_by: row.map(|row| row.updated_by.clone()),
-        effective: effective_deployment(explicit, champion, production),
+        undeployed: undeployed && effective.is_none(),
+        effective,
     }
 }
 

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use okla_proto::events as proto;
 use proto::model_event::Body;
 use sqlx::any::AnyRow;
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AnyConnection, Transaction};
 
 use super::Store;
 use super::outbox::write_events;
@@ -20,7 +20,7 @@ use super::sql::{get_f64, get_i64, get_opt_text, get_text};
 use super::transaction::Change;
 use crate::domain::deployments::DeploymentSpec;
 use crate::domain::nodes::{
-    NodeReport, Transition, aggregate, is_stale, judge, transitions, validate_node_id,
+    NodeReport, Transition, VersionState, aggregate, is_stale, judge, transitions, validate_node_id,
 };
 use crate::domain::now_millis;
 use crate::error::{Error, Result};
@@ -298,6 +298,35 @@ fn event_body(node_id: &str, transition: Transition) -> Body {
 fn stored_report(row: &AnyRow) -> Result<NodeReport> {
     NodeReport::from_json(&get_text(row, "report")?)
         .map_err(|message| Error::Internal(anyhow::anyhow!(message)))
+}
+
+/// The nodes that are not stale and report a version of `model` serving, by node id: the fleet
+/// a change to the model's deployment reaches now.
+pub(crate) async fn live_nodes_serving(
+    connection: &mut AnyConnection,
+    model: &str,
+) -> Result<Vec<String>> {
+    let rows =
+        sqlx::query("SELECT node_id, report, report_seconds, reported_at FROM serving_nodes")
+            .fetch_all(&mut *connection)
+            .await?;
+    let now = now_millis();
+    let mut nodes = Vec::new();
+    for row in &rows {
+        let node = node_state(row, now)?;
+        let serves = node.report.models.iter().any(|entry| {
+            entry.model == model
+                && entry
+                    .versions
+                    .iter()
+                    .any(|version| version.state == VersionState::Serving)
+        });
+        if serves && !node.stale {
+            nodes.push(node.node_id);
+        }
+    }
+    nodes.sort();
+    Ok(nodes)
 }
 
 fn node_state(row: &AnyRow, now: i64) -> Result<NodeState> {

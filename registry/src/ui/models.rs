@@ -280,8 +280,11 @@ fn describe_change(
         "stage" => format!("{version}stage {from} → {to}"),
         "alias" => format!("{version}alias {from} → {to}"),
         "deployment" => format!("deployment set: {to}"),
-        "deployment_delete" => "deployment removed (default applies)".to_owned(),
+        "deployment_delete" => {
+            "deployment removed (the champion alias or Production stage applies, if any)".to_owned()
+        }
         "deployment_rollback" => format!("{version}deployment rolled back: {from} → {to}"),
+        "undeploy" => format!("undeployed: the fleet no longer serves it (was {from})"),
         other => format!("{version}{other}: {from} → {to}"),
     }
 }

@@ -9,6 +9,7 @@ use okla_registry::domain::deployments::{
     CanaryGate, DeploymentSource, DeploymentSpec, Route, Sticky,
 };
 use okla_registry::domain::model_registry::Stage;
+use okla_registry::domain::nodes::{ModelReport, NodeReport, VersionReport, VersionState};
 use okla_registry::error::Error;
 use okla_registry::store::Store;
 use okla_registry::store::deployments::DeploymentState;
@@ -27,6 +28,8 @@ mod store_level {
         refused_changes_write_nothing,
         rollback_goes_to_the_protected_version_and_records_why,
         deleting_a_deployed_version_is_refused,
+        a_served_model_leaves_the_fleet_only_by_an_undeploy,
+        deleting_the_last_deployment_undeploys,
     );
 }
 
@@ -35,6 +38,7 @@ mod http {
     backend_test_suite!(server:
         deployment_routes_answer_and_record_the_actor,
         deployment_routes_refuse_bad_requests_with_mlflow_errors,
+        undeploy_route_and_going_dark_refusals_over_http,
     );
 }
 
@@ -565,7 +569,9 @@ async fn deleting_a_deployed_version_is_refused(store: &Store) {
         .delete_model_version("m", 2, &by("x"))
         .await
         .expect("v2 no longer deployed");
-    // A deleted model takes its deployment along; a new model of the name starts afresh.
+    // A served model is undeployed before it is deleted; it takes its deployment along, and a
+    // new model of the name starts afresh, undeployed until something deploys it.
+    store.undeploy("m", None, &by("x")).await.expect("undeploy");
     store
         .delete_registered_model("m", &by("x"))
         .await
@@ -573,6 +579,7 @@ async fn deleting_a_deployed_version_is_refused(store: &Store) {
     model(store, "m", 1).await;
     let state = store.get_deployment("m").await.expect("get");
     assert_eq!((state.revision, state.effective), (0, None));
+    assert!(state.undeployed);
 }
 
 // ----- HTTP -----
@@ -871,4 +878,235 @@ async fn deployment_routes_refuse_bad_requests_with_mlflow_errors(server: &TestS
             &[("name", "scorer"), ("version", "2")],
         )
         .await;
+}
+
+/// Asserts a refusal for leaving `name` with nothing to serve, and that it names the way out.
+fn assert_going_dark(result: Result<impl std::fmt::Debug, Error>, name: &str) {
+    match result {
+        Err(Error::Conflict(message)) => assert!(
+            message.contains(&format!("'{name}' with nothing to serve"))
+                && message.contains("node-a")
+                && message.contains(&format!("/api/okla/v1/deployments/{name}/undeploy")),
+            "{message}"
+        ),
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+/// `node_id` reports serving `version` of `model`.
+async fn node_serves(store: &Store, node_id: &str, model: &str, version: i64) {
+    let report = NodeReport {
+        http_url: None,
+        report_seconds: Some(60.0),
+        models: vec![ModelReport {
+            model: model.to_owned(),
+            revision: None,
+            versions: vec![VersionReport {
+                version,
+                state: VersionState::Serving,
+                error: None,
+                load_seconds: None,
+                requests: 0,
+                requests_per_second: None,
+                errors: 0,
+                latency_bounds_seconds: Vec::new(),
+                latency_counts: Vec::new(),
+            }],
+            unconfirmed: None,
+        }],
+    };
+    store.report_node(node_id, report).await.expect("report");
+}
+
+async fn a_served_model_leaves_the_fleet_only_by_an_undeploy(store: &Store) {
+    model(store, "m", 3).await;
+    store
+        .set_alias("m", "champion", 2, &by("ops"))
+        .await
+        .expect("champion");
+    // No node serves it yet: the alias may go and come back, as in MLflow.
+    store
+        .delete_alias("m", "champion", &by("ops"))
+        .await
+        .expect("nothing serves it");
+    store
+        .set_alias("m", "champion", 2, &by("ops"))
+        .await
+        .expect("champion again");
+    node_serves(store, "node-a", "m", 2).await;
+    let events_before = events(store).await.len();
+    let history_before = history(store, "m").await.len();
+
+    // Every change that would leave the champion-served model with nothing is refused, and
+    // writes nothing.
+    assert_going_dark(store.delete_alias("m", "champion", &by("ops")).await, "m");
+    assert_going_dark(store.delete_model_version("m", 2, &by("ops")).await, "m");
+    assert_going_dark(
+        store.rename_registered_model("m", "m2", &by("ops")).await,
+        "m",
+    );
+    assert_going_dark(store.delete_registered_model("m", &by("ops")).await, "m");
+    assert_eq!(events(store).await.len(), events_before);
+    assert_eq!(history(store, "m").await.len(), history_before);
+    let state = store.get_deployment("m").await.expect("still there");
+    assert_eq!(
+        served(&state),
+        (DeploymentSource::Champion, routes(&[(2, 100)]))
+    );
+
+    // With a Production version to fall back to, the alias may go; then the stage may not.
+    store
+        .transition_stage("m", 1, Stage::Production, false, &by("ops"))
+        .await
+        .expect("v1 to Production");
+    store
+        .delete_alias("m", "champion", &by("ops"))
+        .await
+        .expect("Production takes over");
+    assert_going_dark(
+        store
+            .transition_stage("m", 1, Stage::Archived, false, &by("ops"))
+            .await,
+        "m",
+    );
+
+    // The undeploy: recorded, announced, and idempotent.
+    let events_before = events(store).await.len();
+    let state = store
+        .undeploy("m", None, &saying("ops", "retired"))
+        .await
+        .expect("undeploy");
+    assert!(state.undeployed && state.effective.is_none(), "{state:?}");
+    assert_eq!(state.revision, 1);
+    let again = store.undeploy("m", None, &by("ops")).await.expect("again");
+    assert_eq!(again, state, "undeploying twice changes nothing");
+    let new_events = events(store).await.split_off(events_before);
+    assert_eq!(new_events.len(), 1, "{new_events:?}");
+    match &new_events[0] {
+        (key, Body::DeploymentDeleted(deleted)) => {
+            assert_eq!(key, "deployment.deleted");
+            assert!(deleted.undeployed);
+            assert_eq!((deleted.revision, deleted.comment.as_str()), (1, "retired"));
+        }
+        other => panic!("unexpected event {other:?}"),
+    }
+    let (kind, _, comment, actor) = history(store, "m").await.pop().expect("an entry");
+    assert_eq!(
+        (kind.as_str(), comment.as_deref(), actor.as_str()),
+        ("undeploy", Some("retired"), "ops")
+    );
+    assert!(store.list_deployments().await.expect("list").is_empty());
+
+    // Undeployed, the Production version no longer serves, and the model may go; the mark
+    // outlives it, so a node that missed the undeploy still learns of it.
+    store
+        .transition_stage("m", 1, Stage::Archived, false, &by("ops"))
+        .await
+        .expect("nothing serves any more");
+    store
+        .delete_registered_model("m", &by("ops"))
+        .await
+        .expect("delete an undeployed model");
+    let gone = store.get_deployment("m").await.expect("the mark answers");
+    assert!(gone.undeployed && gone.effective.is_none(), "{gone:?}");
+
+    // Deploying again ends the undeploy: here through the champion alias of a new "m".
+    model(store, "m", 1).await;
+    store
+        .set_alias("m", "champion", 1, &by("ops"))
+        .await
+        .expect("champion");
+    let state = store.get_deployment("m").await.expect("get");
+    assert!(!state.undeployed);
+    assert_eq!(
+        served(&state),
+        (DeploymentSource::Champion, routes(&[(1, 100)]))
+    );
+}
+
+async fn deleting_the_last_deployment_undeploys(store: &Store) {
+    model(store, "x", 1).await;
+    store
+        .set_deployment("x", spec(&[(1, 100)]), None, &by("ops"))
+        .await
+        .expect("deploy");
+    let events_before = events(store).await.len();
+    let state = store
+        .delete_deployment("x", None, &saying("ops", "retired"))
+        .await
+        .expect("delete");
+    assert!(state.undeployed && state.effective.is_none(), "{state:?}");
+    match &events(store).await[events_before].1 {
+        Body::DeploymentDeleted(deleted) => {
+            assert!(deleted.undeployed);
+            assert_eq!(deleted.comment, "retired");
+        }
+        other => panic!("unexpected event {other:?}"),
+    }
+    let kinds: Vec<String> = history(store, "x")
+        .await
+        .into_iter()
+        .map(|(kind, ..)| kind)
+        .collect();
+    assert_eq!(kinds.last().map(String::as_str), Some("deployment_delete"));
+}
+
+async fn undeploy_route_and_going_dark_refusals_over_http(server: &TestServer) {
+    http_model(server, "ranker", 2).await;
+    server
+        .post_ok(
+            &format!("{MLFLOW}/registered-models/alias"),
+            json!({ "name": "ranker", "alias": "champion", "version": "2" }),
+        )
+        .await;
+    let report = json!({ "report_seconds": 60.0, "models": [{ "model": "ranker", "versions": [{
+        "version": 2, "state": "serving", "requests": 0, "errors": 0,
+        "latency_bounds_seconds": [], "latency_counts": [] }] }] });
+    let (status, answer) = server
+        .send(
+            server
+                .client
+                .put(server.url("/api/okla/v1/nodes/node-a"))
+                .json(&report),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, answer) = server
+        .send(
+            server
+                .client
+                .delete(server.url(&format!("{MLFLOW}/registered-models/alias")))
+                .json(&json!({ "name": "ranker", "alias": "champion" })),
+        )
+        .await;
+    let message = assert_mlflow_error(&(status, answer), StatusCode::CONFLICT, "RESOURCE_CONFLICT");
+    assert!(message.contains("undeploy"), "{message}");
+
+    let answer = server
+        .post_ok(
+            &format!("{DEPLOYMENTS}/ranker/undeploy"),
+            json!({ "comment": "replaced by the new ranker" }),
+        )
+        .await;
+    assert_eq!(answer["deployment"]["source"], "undeployed");
+    assert_eq!(answer["deployment"]["routes"], json!([]));
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .delete(server.url(&format!("{MLFLOW}/registered-models/delete")))
+                .json(&json!({ "name": "ranker" })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let answer = server.get_ok(&format!("{DEPLOYMENTS}/ranker"), &[]).await;
+    assert_eq!(answer["deployment"]["source"], "undeployed");
+    let (status, _) = server
+        .send(
+            server
+                .client
+                .get(server.url(&format!("{DEPLOYMENTS}/never-existed"))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -147,7 +147,7 @@ async fn status(client: &reqwest::Client, url: String) -> StatusCode {
         .map_or(StatusCode::BAD_GATEWAY, |response| response.status())
 }
 
-/// The value of a counter in the server's /metrics, 0 if absent.
+/// The value of a counter or gauge in the server's /metrics, 0 if absent.
 pub(crate) async fn counter(client: &reqwest::Client, server: &Server, series: &str) -> f64 {
     let text = client
         .get(format!("{}/metrics", server.http))
@@ -332,4 +332,123 @@ async fn server_starts_unready_while_the_registry_is_unreachable() {
         status(&client, format!("{}/v2/health/ready", server.http)).await == StatusCode::OK
     })
     .await;
+}
+
+/// A model leaves a node only when it is undeployed: a registry that names nothing for it (an
+/// empty database here) or cannot be reached leaves it serving, also across a restart, and the
+/// registry refuses to leave a model the fleet serves without a deployment.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_leaves_the_node_only_when_it_is_undeployed() {
+    let registry = Registry::start(
+        TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback port"),
+    )
+    .await;
+    registry.register("pricing", ["--alias", "champion"]).await;
+    let cache = tempfile::tempdir().expect("temporary directory");
+    let client = reqwest::Client::new();
+    let serves = |server: &Server| {
+        let url = format!("{}/v2/models/pricing/ready", server.http);
+        let client = client.clone();
+        async move { status(&client, url).await == StatusCode::OK }
+    };
+    let ready = |server: &Server| {
+        let url = format!("{}/v2/health/ready", server.http);
+        let client = client.clone();
+        async move { status(&client, url).await == StatusCode::OK }
+    };
+
+    let server = serve_registry(&registry.url, cache.path());
+    wait_until("the champion serves", || serves(&server)).await;
+    // Once the node reports it, deleting the alias would leave the fleet with nothing to serve.
+    wait_until("the node reports serving it", || async {
+        let nodes: Value = client
+            .get(format!("{}/api/okla/v1/nodes?model=pricing", registry.url))
+            .send()
+            .await
+            .expect("registry answers")
+            .json()
+            .await
+            .expect("JSON");
+        nodes.to_string().contains("\"serving\"")
+    })
+    .await;
+    let refused = client
+        .delete(format!(
+            "{}/api/2.0/mlflow/registered-models/alias",
+            registry.url
+        ))
+        .json(&json!({ "name": "pricing", "alias": "champion" }))
+        .send()
+        .await
+        .expect("registry answers");
+    assert_eq!(refused.status(), StatusCode::CONFLICT);
+    let body: Value = refused.json().await.expect("JSON");
+    assert_eq!(body["error_code"], "RESOURCE_CONFLICT", "{body}");
+    drop(server);
+
+    // Restarted while the registry cannot be reached: the node serves what it followed.
+    let unreachable = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("loopback port")
+        .local_addr()
+        .expect("bound");
+    let server = serve_registry(&format!("http://{unreachable}"), cache.path());
+    wait_until(
+        "the last known deployment serves without a registry",
+        || async { serves(&server).await && ready(&server).await },
+    )
+    .await;
+    assert_infers(&client, &server).await;
+    drop(server);
+
+    // Restarted against a registry that knows nothing of the model: it keeps serving, and
+    // says so.
+    let empty = Registry::start(
+        TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("loopback port"),
+    )
+    .await;
+    let server = serve_registry(&empty.url, cache.path());
+    wait_until("the disagreement is counted", || async {
+        counter(&client, &server, "okla_serving_unconfirmed_models").await == 1.0
+    })
+    .await;
+    assert_infers(&client, &server).await;
+    drop(server);
+
+    // Back on its registry, an explicit undeploy takes the model away.
+    let server = serve_registry(&registry.url, cache.path());
+    wait_until("the champion serves again", || serves(&server)).await;
+    let undeployed = client
+        .post(format!(
+            "{}/api/okla/v1/deployments/pricing/undeploy",
+            registry.url
+        ))
+        .json(&json!({ "comment": "retired" }))
+        .send()
+        .await
+        .expect("registry answers");
+    assert_eq!(undeployed.status(), StatusCode::OK);
+    wait_until("the undeployed model leaves the node", || async {
+        status(&client, format!("{}/v2/models/pricing/ready", server.http)).await
+            == StatusCode::NOT_FOUND
+    })
+    .await;
+    assert!(!cache.path().join("pricing").exists());
+}
+
+async fn assert_infers(client: &reqwest::Client, server: &Server) {
+    let answer = client
+        .post(format!("{}/v2/models/pricing/infer", server.http))
+        .json(
+            &json!({ "inputs": [{ "name": "features", "shape": [1, 8], "datatype": "FP32",
+            "data": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] }] }),
+        )
+        .send()
+        .await
+        .expect("server answers");
+    assert_eq!(answer.status(), StatusCode::OK);
 }

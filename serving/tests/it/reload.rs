@@ -85,3 +85,42 @@ async fn repository_changes_are_served_without_failing_requests() {
     let url = format!("{}/v2/models/pricing", server.http);
     assert_eq!(get(&client, url).await.0, StatusCode::NOT_FOUND);
 }
+
+/// A new version that fails to load never replaces the one that serves (TF Serving's
+/// availability-preserving policy), and requests keep being answered by the old version.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_version_that_fails_to_load_leaves_the_old_one_serving() {
+    let repository = tempfile::tempdir().expect("temporary directory");
+    publish_version(repository.path(), "pricing", 1);
+    let server = Server::start_with(repository.path(), &["--repository-poll-seconds", "1"]);
+    let client = reqwest::Client::new();
+    let traffic = Traffic::start(&client, format!("{}/v2/models/pricing/infer", server.http));
+
+    let broken = repository.path().join(".staging-broken");
+    std::fs::create_dir_all(&broken).expect("staging directory");
+    std::fs::write(broken.join("model.onnx"), b"not an ONNX model").expect("write");
+    std::fs::rename(&broken, repository.path().join("pricing/2")).expect("publish");
+    let failures = "okla_serving_model_load_failures_total{model=\"pricing\"}";
+    wait_until("version 2 fails to load", || async {
+        crate::follow_registry::counter(&client, &server, failures).await >= 1.0
+    })
+    .await;
+    // Two more polls: the failed version is not retried into service, the old one stays.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (answered, failed) = traffic.finish().await;
+    assert_eq!(failed, 0, "requests failed after a version failed to load");
+    assert!(answered > 0);
+    let answer: Value = client
+        .post(format!("{}/v2/models/pricing/infer", server.http))
+        .json(
+            &json!({ "inputs": [{ "name": "features", "shape": [1, 8], "datatype": "FP32",
+            "data": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] }] }),
+        )
+        .send()
+        .await
+        .expect("server answers")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(answer["model_version"], "1", "{answer}");
+}

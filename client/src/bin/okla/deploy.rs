@@ -1,6 +1,6 @@
 //! `okla deploy`: a model's deployment and what each serving node serves of it (`status`), and
-//! changes: a canary beside the current single route, promotion to 100%, rollback; with
-//! `--wait`, until the fleet serves the version the change puts first.
+//! changes: a canary beside the current single route, promotion to 100%, rollback, undeploy;
+//! with `--wait`, until the fleet serves the version the change puts first.
 
 use std::time::Duration;
 
@@ -16,7 +16,8 @@ use crate::output::{print_json, table, timestamp};
 #[command(
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true,
-    group = clap::ArgGroup::new("change").required(true).args(["canary", "promote", "rollback"])
+    group = clap::ArgGroup::new("change").required(true).args(["canary", "promote", "rollback", "undeploy"]),
+    group = clap::ArgGroup::new("explained").args(["rollback", "undeploy"])
 )]
 pub(crate) struct Args {
     #[command(subcommand)]
@@ -40,8 +41,12 @@ pub(crate) struct Args {
     /// The version to roll back to.
     #[arg(long, requires = "rollback", value_name = "VERSION")]
     to: Option<u64>,
-    /// Why, recorded in the model's history.
-    #[arg(long, requires = "rollback")]
+    /// Take the model out of the fleet: every serving node stops serving it, until a
+    /// deployment, the `champion` alias or a Production version deploys it again.
+    #[arg(long)]
+    undeploy: bool,
+    /// Why, recorded in the model's history (with --rollback or --undeploy).
+    #[arg(long, requires = "explained")]
     reason: Option<String>,
     /// Then wait up to this many seconds until every serving node serves the version.
     #[arg(long, value_name = "SECONDS")]
@@ -68,7 +73,10 @@ pub(crate) async fn run(context: &Context, args: Args) -> anyhow::Result<()> {
         anyhow::bail!("name the model to deploy, or use `okla deploy status MODEL`");
     };
     let client = &context.client;
-    let (deployment, target) = if args.rollback {
+    let (deployment, target) = if args.undeploy {
+        let reason = args.reason.as_deref().unwrap_or("okla deploy --undeploy");
+        (client.undeploy(model, reason).await?, None)
+    } else if args.rollback {
         let reason = args.reason.as_deref().unwrap_or("okla deploy --rollback");
         let deployment = client.rollback(model, args.to, reason).await?;
         let target = heaviest(&deployment);
@@ -91,7 +99,9 @@ pub(crate) async fn run(context: &Context, args: Args) -> anyhow::Result<()> {
                 ..DeploymentSpec::default()
             }
         } else {
-            anyhow::bail!("say what to change: --canary V --weight W, --promote V or --rollback");
+            anyhow::bail!(
+                "say what to change: --canary V --weight W, --promote V, --rollback or --undeploy"
+            );
         };
         let target = args.canary.or(args.promote);
         let deployment = client

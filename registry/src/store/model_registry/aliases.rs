@@ -4,9 +4,11 @@ use okla_proto::events as proto;
 use proto::model_event::Body;
 
 use super::Change;
+use crate::domain::deployments::CHAMPION_ALIAS;
 use crate::domain::model_registry::{HistoryKind, ModelVersion};
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::store::deployments::{clear_undeployed, refuse_going_dark, serving_now};
 use crate::store::outbox::write_events;
 use crate::store::sql::get_i64;
 use crate::store::transaction::{append_history, touch_model, version_not_found};
@@ -49,6 +51,9 @@ impl Store {
         .bind(version)
         .execute(&mut *transaction)
         .await?;
+        if alias == CHAMPION_ALIAS {
+            clear_undeployed(&mut transaction, name).await?;
+        }
         if previous != Some(version) {
             let from = previous.map(|previous| format!("{alias}={previous}"));
             let to = format!("{alias}={version}");
@@ -84,6 +89,7 @@ impl Store {
     pub async fn delete_alias(&self, name: &str, alias: &str, change: &Change<'_>) -> Result<()> {
         let mut transaction = self.writer.begin().await?;
         touch_model(&mut transaction, name).await?;
+        let before = serving_now(&mut transaction, name).await?;
         let previous = sqlx::query(
             "SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2",
         )
@@ -99,6 +105,13 @@ impl Store {
                 .bind(alias)
                 .execute(&mut *transaction)
                 .await?;
+            refuse_going_dark(
+                &mut transaction,
+                name,
+                before,
+                &format!("Deleting alias '{alias}'"),
+            )
+            .await?;
             let from = format!("{alias}={previous}");
             append_history(
                 &mut transaction,

@@ -15,6 +15,7 @@ use crate::domain::search::Entity;
 use crate::domain::{KeyValue, now_millis};
 use crate::error::{Error, Result};
 use crate::store::auth::{delete_model_grants, grant_creator, rename_model_grants};
+use crate::store::deployments::{refuse_going_dark, serving_now};
 use crate::store::outbox::write_events;
 use crate::store::search::{ParsedSearch, SearchRequest};
 use crate::store::sql::{get_i64, get_opt_i64, get_opt_text, get_text, is_unique_violation};
@@ -95,6 +96,7 @@ impl Store {
         change: &Change<'_>,
     ) -> Result<RegisteredModel> {
         let mut transaction = self.writer.begin().await?;
+        let before = serving_now(&mut transaction, name).await?;
         let renamed = sqlx::query(
             "UPDATE registered_models SET name = $1, last_updated_timestamp = $2 WHERE name = $3",
         )
@@ -120,6 +122,13 @@ impl Store {
             .execute(&mut *transaction)
             .await?;
         rename_model_grants(&mut transaction, name, new_name).await?;
+        refuse_going_dark(
+            &mut transaction,
+            name,
+            before,
+            &format!("Renaming it to '{new_name}'"),
+        )
+        .await?;
         append_history(
             &mut transaction,
             new_name,
@@ -166,6 +175,7 @@ impl Store {
 
     pub async fn delete_registered_model(&self, name: &str, change: &Change<'_>) -> Result<()> {
         let mut transaction = self.writer.begin().await?;
+        let before = serving_now(&mut transaction, name).await?;
         let deleted = sqlx::query("DELETE FROM registered_models WHERE name = $1")
             .bind(name)
             .execute(&mut *transaction)
@@ -173,6 +183,7 @@ impl Store {
         if deleted.rows_affected() == 0 {
             return Err(model_not_found(name));
         }
+        refuse_going_dark(&mut transaction, name, before, "Deleting it").await?;
         delete_model_grants(&mut transaction, name).await?;
         append_history(&mut transaction, name, None, "delete", None, None, change).await?;
         let deleted = Body::ModelDeleted(proto::ModelDeleted {});

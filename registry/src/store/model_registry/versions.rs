@@ -9,6 +9,7 @@ use crate::domain::model_registry::{HistoryKind, ModelVersion, Stage, VersionFil
 use crate::domain::search::Entity;
 use crate::domain::{KeyValue, now_millis};
 use crate::error::{Error, Result};
+use crate::store::deployments::{clear_undeployed, refuse_going_dark, serving_now};
 use crate::store::outbox::write_events;
 use crate::store::search::{ParsedSearch, Scope, SearchRequest};
 use crate::store::sql::{get_i64, get_text};
@@ -150,6 +151,7 @@ impl Store {
             .await?
             .ok_or_else(|| version_not_found(name, version))?;
         let previous_stage = get_text(&row, "current_stage")?;
+        let before = serving_now(&mut transaction, name).await?;
         let comment = change.comment.unwrap_or_default();
         let mut events = Vec::new();
         if archive_existing {
@@ -206,6 +208,24 @@ impl Store {
             change,
         )
         .await?;
+        if stage == Stage::Production {
+            clear_undeployed(&mut transaction, name).await?;
+        }
+        refuse_going_dark(
+            &mut transaction,
+            name,
+            before,
+            &format!(
+                "Moving version {version} to stage '{}'{}",
+                stage.as_str(),
+                if archive_existing {
+                    " and archiving the others"
+                } else {
+                    ""
+                }
+            ),
+        )
+        .await?;
         // A transition to the stage a version is already in changes nothing the fleet serves.
         if previous_stage != stage.as_str() {
             events.push(Body::StageTransitioned(proto::StageTransitioned {
@@ -235,6 +255,7 @@ impl Store {
             Err(Error::NotFound(_)) => return Err(version_not_found(name, version)),
             other => other?,
         }
+        let before = serving_now(&mut transaction, name).await?;
         let deleted = sqlx::query(
             "UPDATE model_versions SET deleted = 1, current_stage = 'Deleted_Internal', last_updated_timestamp = $1 \
              WHERE name = $2 AND version = $3 AND deleted = 0",
@@ -287,6 +308,13 @@ impl Store {
             None,
             None,
             change,
+        )
+        .await?;
+        refuse_going_dark(
+            &mut transaction,
+            name,
+            before,
+            &format!("Deleting version {version}"),
         )
         .await?;
         events.push(Body::VersionDeleted(proto::VersionDeleted { version }));
