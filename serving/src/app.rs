@@ -32,6 +32,7 @@ pub async fn start(config: &ServingConfig) -> anyhow::Result<InferenceService> {
     let settings = ManagerSettings {
         default_instances: config.instances(),
         max_queue_size: config.max_queue_size,
+        limits: config.model_limits(),
     };
     let repository = ModelRepository::new(config.repository_root());
     let manager = Arc::new(ModelManager::new(

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, Parser};
 
+use crate::loader::ModelLimits;
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "okla-serving",
@@ -113,6 +115,13 @@ pub struct ServingConfig {
     /// Requests that may wait per model version before new ones are refused.
     #[arg(long, env = "OKLA_MAX_QUEUE_SIZE", default_value_t = 4096)]
     pub max_queue_size: usize,
+    /// A model whose declared inputs or outputs hold more elements than this (fixed
+    /// dimensions) is refused at load; the version it would replace keeps serving.
+    #[arg(long, env = "OKLA_MAX_DECLARED_ELEMENTS", default_value_t = ModelLimits::default().max_declared_elements)]
+    pub max_declared_elements: u64,
+    /// A version's warm-up is skipped when its inputs would take more bytes than this.
+    #[arg(long, env = "OKLA_MAX_WARMUP_BYTES", default_value_t = ModelLimits::default().max_warmup_bytes)]
+    pub max_warmup_bytes: u64,
 }
 
 impl ServingConfig {
@@ -134,6 +143,13 @@ impl ServingConfig {
     /// The directory the manager loads from: the repository, or the registry's cache.
     pub fn repository_root(&self) -> &std::path::Path {
         self.model_repository.as_deref().unwrap_or(&self.cache_dir)
+    }
+
+    pub fn model_limits(&self) -> ModelLimits {
+        ModelLimits {
+            max_declared_elements: self.max_declared_elements,
+            max_warmup_bytes: self.max_warmup_bytes,
+        }
     }
 
     pub fn instances(&self) -> usize {

@@ -32,6 +32,26 @@ impl LoadedVersion {
     }
 }
 
+/// What a model may declare and what its warm-up may allocate, so no model can take the node
+/// down by its shapes alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ModelLimits {
+    /// Most elements a declared input or output may hold, counting its fixed dimensions; a
+    /// model declaring more is refused.
+    pub max_declared_elements: u64,
+    /// Most bytes the warm-up inputs of a version may take; a bigger warm-up is skipped.
+    pub max_warmup_bytes: u64,
+}
+
+impl Default for ModelLimits {
+    fn default() -> ModelLimits {
+        ModelLimits {
+            max_declared_elements: 1 << 28,
+            max_warmup_bytes: 64 << 20,
+        }
+    }
+}
+
 /// Loads versions through the first backend that recognizes their directory.
 pub struct Loader {
     backends: Vec<Arc<dyn Backend>>,
@@ -39,6 +59,7 @@ pub struct Loader {
     default_instances: usize,
     /// Requests that may wait per version.
     max_queue_size: usize,
+    limits: ModelLimits,
     metrics: Arc<Metrics>,
 }
 
@@ -47,12 +68,14 @@ impl Loader {
         backends: Vec<Arc<dyn Backend>>,
         default_instances: usize,
         max_queue_size: usize,
+        limits: ModelLimits,
         metrics: Arc<Metrics>,
     ) -> Loader {
         Loader {
             backends,
             default_instances,
             max_queue_size,
+            limits,
             metrics,
         }
     }
@@ -83,6 +106,7 @@ impl Loader {
             .await
             .map_err(|err| BackendError::Load(format!("the loading thread failed: {err}")))??;
 
+        check_declared_sizes(model.as_ref(), self.limits.max_declared_elements)?;
         let batchable = model.inputs().iter().all(|spec| spec.is_batchable());
         let max_batch_size = match config.max_batch_size {
             Some(size) if size > 1 && !batchable => {
@@ -116,8 +140,9 @@ impl Loader {
     pub async fn warm_up(&self, loaded: &LoadedVersion) {
         let model = loaded.model.clone();
         let sessions = loaded.batcher.settings().workers;
+        let max_bytes = self.limits.max_warmup_bytes;
         if let Err(err) =
-            tokio::task::spawn_blocking(move || warm_up(model.as_ref(), sessions)).await
+            tokio::task::spawn_blocking(move || warm_up(model.as_ref(), sessions, max_bytes)).await
         {
             tracing::warn!(error = %err, "the warm-up thread failed");
         }
@@ -128,7 +153,58 @@ impl Loader {
     }
 }
 
-fn warm_up(model: &dyn Model, sessions: usize) {
+/// Refuses a model whose declared inputs or outputs hold more than `max_elements` elements in
+/// their fixed dimensions: running it could never fit, and its warm-up or first request would
+/// try to allocate it.
+fn check_declared_sizes(model: &dyn Model, max_elements: u64) -> Result<(), BackendError> {
+    for (kind, spec) in model
+        .inputs()
+        .iter()
+        .map(|spec| ("input", spec))
+        .chain(model.outputs().iter().map(|spec| ("output", spec)))
+    {
+        let elements = spec
+            .shape
+            .iter()
+            .flatten()
+            .try_fold(1u64, |product, &dim| product.checked_mul(dim as u64));
+        if elements.is_none_or(|elements| elements > max_elements) {
+            return Err(BackendError::Load(format!(
+                "{kind} '{}' declares shape {:?}: more than --max-declared-elements ({max_elements}) elements",
+                spec.name,
+                spec.wire_shape()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes the warm-up inputs take (variable dimensions as 1); `None` past `u64`.
+fn warm_up_bytes(model: &dyn Model) -> Option<u64> {
+    model.inputs().iter().try_fold(0u64, |total, spec| {
+        let elements = spec.shape.iter().try_fold(1u64, |product, dim| {
+            product.checked_mul(dim.unwrap_or(1) as u64)
+        })?;
+        let element_size = spec
+            .dtype
+            .element_size()
+            .unwrap_or(std::mem::size_of::<bytes::Bytes>()) as u64;
+        total.checked_add(elements.checked_mul(element_size)?)
+    })
+}
+
+fn warm_up(model: &dyn Model, sessions: usize, max_bytes: u64) {
+    match warm_up_bytes(model) {
+        Some(bytes) if bytes <= max_bytes => {}
+        bytes => {
+            tracing::warn!(
+                bytes,
+                max_bytes,
+                "warm-up skipped: its inputs would take more than --max-warmup-bytes"
+            );
+            return;
+        }
+    }
     let inputs: Result<Vec<Tensor>, _> = model
         .inputs()
         .iter()
@@ -168,5 +244,74 @@ fn zeros(dtype: DataType, count: usize) -> TensorData {
         DataType::Fp32 => TensorData::Fp32(vec![0.0; count]),
         DataType::Fp64 => TensorData::Fp64(vec![0.0; count]),
         DataType::Bytes => TensorData::Bytes(vec![bytes::Bytes::new(); count]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::tensor::TensorSpec;
+
+    /// A model that only declares its shapes and counts its runs.
+    struct Declared {
+        inputs: Vec<TensorSpec>,
+        runs: AtomicUsize,
+    }
+
+    impl Declared {
+        fn new(shape: &[Option<usize>]) -> Declared {
+            Declared {
+                inputs: vec![TensorSpec {
+                    name: "x".to_owned(),
+                    dtype: DataType::Fp32,
+                    shape: shape.to_vec(),
+                }],
+                runs: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl Model for Declared {
+        fn platform(&self) -> &'static str {
+            "declared"
+        }
+        fn inputs(&self) -> &[TensorSpec] {
+            &self.inputs
+        }
+        fn outputs(&self) -> &[TensorSpec] {
+            &[]
+        }
+        fn run(&self, _: &[Tensor]) -> Result<Vec<Tensor>, BackendError> {
+            self.runs.fetch_add(1, Ordering::Relaxed);
+            Ok(Vec::new())
+        }
+    }
+
+    #[test]
+    fn declared_shapes_beyond_the_budget_are_refused() {
+        let budget = 1000;
+        for (shape, allowed) in [
+            (vec![None, Some(1000)], true),
+            (vec![None, Some(1001)], false),
+            (vec![Some(10), Some(10), Some(11)], false),
+            (vec![Some(1), Some(1 << 36)], false),
+            (vec![Some(usize::MAX), Some(usize::MAX)], false),
+        ] {
+            let checked = check_declared_sizes(&Declared::new(&shape), budget);
+            assert_eq!(checked.is_ok(), allowed, "{shape:?}: {checked:?}");
+        }
+    }
+
+    #[test]
+    fn a_warm_up_beyond_its_budget_is_skipped() {
+        // 1 x 256 floats: 1 KiB.
+        let model = Declared::new(&[None, Some(256)]);
+        assert_eq!(warm_up_bytes(&model), Some(1024));
+        warm_up(&model, 2, 1023);
+        assert_eq!(model.runs.load(Ordering::Relaxed), 0, "skipped");
+        warm_up(&model, 2, 1024);
+        assert_eq!(model.runs.load(Ordering::Relaxed), 2, "once per session");
     }
 }

@@ -21,7 +21,7 @@ use arc_swap::ArcSwap;
 
 use crate::backend::{Backend, BackendError};
 use crate::error::ServingError;
-use crate::loader::{LoadedVersion, Loader};
+use crate::loader::{LoadedVersion, Loader, ModelLimits};
 use crate::metrics::{Metrics, ModelLabels};
 use crate::planner::{self, Action, Aspired, Held, Phase};
 use crate::repository::{
@@ -37,6 +37,8 @@ pub struct ManagerSettings {
     pub default_instances: usize,
     /// Requests that may wait per model version.
     pub max_queue_size: usize,
+    /// What a model may declare and its warm-up allocate.
+    pub limits: ModelLimits,
 }
 
 #[derive(Clone)]
@@ -152,6 +154,7 @@ impl ModelManager {
                 backends,
                 settings.default_instances,
                 settings.max_queue_size,
+                settings.limits,
                 metrics.clone(),
             ),
             metrics,

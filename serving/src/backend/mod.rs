@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::tensor::{Tensor, TensorSpec};
 
 pub mod candle;
+mod external_data;
 pub mod onnx;
 
 /// A loaded model version, ready to run.

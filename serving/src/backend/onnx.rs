@@ -125,9 +125,12 @@ impl Backend for OnnxBackend {
         let path = dir.join("model.onnx");
         let bytes = std::fs::read(&path)
             .map_err(|err| BackendError::Load(format!("cannot read {}: {err}", path.display())))?;
-        // Every session comes from the same bytes, so the first one speaks for all, and a model
+        super::external_data::check_confined(dir, &bytes).map_err(|reason| {
+            BackendError::Load(format!("{} is refused: {reason}", path.display()))
+        })?;
+        // Every session comes from the same file, so the first one speaks for all, and a model
         // the protocol cannot serve is refused before the rest of the pool is built.
-        let first = build_session(runtime, &bytes, &path)?;
+        let first = build_session(runtime, &path)?;
         let inputs = specs(
             &path,
             "input",
@@ -141,7 +144,7 @@ impl Backend for OnnxBackend {
         let mut pool = Vec::with_capacity(sessions.max(1));
         pool.push(Mutex::new(first));
         while pool.len() < sessions {
-            pool.push(Mutex::new(build_session(runtime, &bytes, &path)?));
+            pool.push(Mutex::new(build_session(runtime, &path)?));
         }
         Ok(Arc::new(OnnxModel {
             sessions: pool,
@@ -240,7 +243,9 @@ fn init_runtime(library: &Path) -> Result<&'static Runtime, String> {
     }))
 }
 
-fn build_session(runtime: &Runtime, bytes: &[u8], path: &Path) -> Result<Session, BackendError> {
+/// A session of the model file at `path`; from the file rather than its bytes, so ONNX Runtime
+/// resolves external data against the model's directory, not the server's working directory.
+fn build_session(runtime: &Runtime, path: &Path) -> Result<Session, BackendError> {
     let load_error = |err: String| {
         BackendError::Load(format!(
             "ONNX Runtime cannot load {}: {err}",
@@ -253,7 +258,7 @@ fn build_session(runtime: &Runtime, bytes: &[u8], path: &Path) -> Result<Session
         .map_err(|err| load_error(err.to_string()))?
         .with_inter_threads(1)
         .map_err(|err| load_error(err.to_string()))?
-        .commit_from_memory(bytes)
+        .commit_from_file(path)
         .map_err(|err| load_error(err.to_string()))
 }
 

@@ -8,6 +8,7 @@ use okla_proto::inference as pb;
 use okla_proto::inference::grpc_inference_service_client::GrpcInferenceServiceClient;
 use okla_serving::access::{Access, ModelControl};
 use okla_serving::api::grpc::server;
+use okla_serving::loader::ModelLimits;
 use okla_serving::manager::{ManagerSettings, ModelManager};
 use okla_serving::metrics::Metrics;
 use okla_serving::repository::ModelRepository;
@@ -42,6 +43,7 @@ async fn start() -> (GrpcInferenceServiceClient<Channel>, tempfile::TempDir) {
     let settings = ManagerSettings {
         default_instances: 1,
         max_queue_size: 64,
+        limits: ModelLimits::default(),
     };
     let manager = Arc::new(ModelManager::new(
         ModelRepository::new(root),
@@ -510,6 +512,7 @@ async fn manager_over(root: &std::path::Path) -> ModelManager {
         ManagerSettings {
             default_instances: 1,
             max_queue_size: 8,
+            limits: ModelLimits::default(),
         },
         Arc::new(Metrics::new()),
     );

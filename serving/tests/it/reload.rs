@@ -124,3 +124,57 @@ async fn a_version_that_fails_to_load_leaves_the_old_one_serving() {
         .expect("JSON");
     assert_eq!(answer["model_version"], "1", "{answer}");
 }
+
+/// Models that would exhaust memory by their declared shapes, or read files outside their own
+/// directory, are refused with the reason; the node stays up and serves the others.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_models_are_refused_and_the_node_stays_up() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let repository = directory.path().join("repository");
+    std::fs::create_dir_all(&repository).expect("repository");
+    let repository_text = repository.to_str().expect("UTF-8 path").to_owned();
+    tokio::task::spawn_blocking(move || {
+        crate::support::run_python("make_hostile_models.py", &[&repository_text])
+    })
+    .await
+    .expect("python task");
+    publish_version(&repository, "pricing", 1);
+    let server = Server::start(&repository);
+    let client = reqwest::Client::new();
+    let (status, _) = get(&client, format!("{}/v2/models/pricing/ready", server.http)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let index = client
+        .post(format!("{}/v2/repository/index", server.http))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("index answers")
+        .json::<Value>()
+        .await
+        .expect("JSON");
+    let reason = |model: &str| {
+        index
+            .as_array()
+            .expect("an index")
+            .iter()
+            .find(|entry| entry["name"] == model)
+            .map(|entry| (entry["state"].clone(), entry["reason"].clone()))
+            .unwrap_or_else(|| panic!("{model} not in {index}"))
+    };
+    let (state, why) = reason("huge_shape");
+    assert_eq!(state, "UNAVAILABLE", "{index}");
+    assert!(
+        why.as_str()
+            .is_some_and(|why| why.contains("--max-declared-elements")),
+        "{index}"
+    );
+    let (state, why) = reason("escaping_data");
+    assert_eq!(state, "UNAVAILABLE", "{index}");
+    assert!(
+        why.as_str().is_some_and(
+            |why| why.contains("../../secret.bin") && why.contains("the model's directory")
+        ),
+        "{index}"
+    );
+}
