@@ -424,6 +424,37 @@ async fn deploy_promote_canary_status_and_rollback() {
     )
     .await;
     assert_eq!(usage.code, Some(2), "{usage:#?}");
+    // --reason goes with --rollback or --undeploy only.
+    let usage = okla(
+        url,
+        &["deploy", "pricing", "--promote", "1", "--reason", "x"],
+    )
+    .await;
+    assert_eq!(usage.code, Some(2), "{usage:#?}");
+
+    // Undeploying takes the model out of the fleet, with the reason in its history.
+    let undeployed = okla(
+        url,
+        &[
+            "--json",
+            "deploy",
+            "pricing",
+            "--undeploy",
+            "--reason",
+            "retired",
+        ],
+    )
+    .await
+    .json();
+    assert_eq!(
+        undeployed["deployment"]["source"], "undeployed",
+        "{undeployed}"
+    );
+    assert_eq!(undeployed["deployment"]["routes"], serde_json::json!([]));
+    let status = okla(url, &["--json", "deploy", "status", "pricing"])
+        .await
+        .json();
+    assert_eq!(status["deployment"]["source"], "undeployed", "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
