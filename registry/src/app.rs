@@ -7,8 +7,8 @@ use tokio_util::sync::CancellationToken;
 pub use crate::state::{AppState, Limits};
 
 /// Serves the API on an already-bound listener until `shutdown` fires, then finishes the
-/// requests in flight. Also keeps the database's planner statistics fresh meanwhile and, with
-/// an AMQP URL, relays the outbox to RabbitMQ.
+/// requests in flight. Also keeps the database's planner statistics fresh meanwhile, deletes
+/// what outlived its retention, and, with an AMQP URL, relays the outbox to RabbitMQ.
 pub async fn serve(
     state: AppState,
     listener: TcpListener,
@@ -22,6 +22,13 @@ pub async fn serve(
             shutdown.clone(),
         ));
     }
+    tokio::spawn(crate::housekeeping::run(
+        state.store.clone(),
+        state.artifacts.clone(),
+        state.retention,
+        state.amqp_url.is_some(),
+        shutdown.clone(),
+    ));
     let audit = state.audit.clone();
     let router = crate::api::router(state, crate::ui::routes());
     // The client address keys the slow-down of failed logins.

@@ -361,13 +361,15 @@ impl ArtifactStore {
         self.object_path(path)
     }
 
-    /// The backend key of an object this module keeps for itself (multipart state).
+    /// The backend key of an object this module keeps for itself (multipart state); with an
+    /// empty `relative`, the prefix they all share.
     fn internal_path(&self, relative: &str) -> Result<ObjectPath, ArtifactError> {
         let joined = match self.root_prefix.as_ref() {
             "" => format!("{MULTIPART_PREFIX}/{relative}"),
             prefix => format!("{prefix}/{MULTIPART_PREFIX}/{relative}"),
         };
-        ObjectPath::parse(&joined).map_err(|error| ArtifactError::Storage(error.into()))
+        ObjectPath::parse(joined.trim_end_matches('/'))
+            .map_err(|error| ArtifactError::Storage(error.into()))
     }
 
     /// True when the local backend could not list `dir` because `dir` is no directory.

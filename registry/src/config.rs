@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::auth::AuthSettings;
 use crate::domain::auth::Permission;
 use crate::error::{Error, Result};
+use crate::housekeeping::Retention;
 
 /// Registry settings. Flag names follow `mlflow server`; each flag also reads an environment variable.
 #[derive(Debug, Clone, clap::Parser)]
@@ -83,6 +84,20 @@ pub struct RegistryConfig {
     /// again (changes made through this server apply at once).
     #[arg(long, env = "OKLA_AUTH_CACHE_SECONDS", default_value_t = 30)]
     pub auth_cache_seconds: u64,
+    /// Model events older than this many hours leave the outbox and `GET /api/okla/v1/events`
+    /// once RabbitMQ confirmed them (without --amqp-url, all that old). 0 keeps them.
+    #[arg(long, env = "OKLA_EVENT_RETENTION_HOURS", default_value_t = 168)]
+    pub event_retention_hours: u64,
+    /// Serving nodes silent for this many hours are forgotten. 0 keeps them.
+    #[arg(long, env = "OKLA_NODE_RETENTION_HOURS", default_value_t = 168)]
+    pub node_retention_hours: u64,
+    /// Audit log entries older than this many days are deleted. 0 keeps them.
+    #[arg(long, env = "OKLA_AUDIT_RETENTION_DAYS", default_value_t = 365)]
+    pub audit_retention_days: u64,
+    /// Multipart uploads neither completed nor aborted within this many hours are deleted.
+    /// 0 keeps them.
+    #[arg(long, env = "OKLA_UPLOAD_EXPIRY_HOURS", default_value_t = 24)]
+    pub upload_expiry_hours: u64,
 }
 
 impl RegistryConfig {
@@ -103,6 +118,21 @@ impl RegistryConfig {
             admin_password_file: None,
             default_permission: "READ".to_owned(),
             auth_cache_seconds: 30,
+            event_retention_hours: 168,
+            node_retention_hours: 168,
+            audit_retention_days: 365,
+            upload_expiry_hours: 24,
+        }
+    }
+
+    /// How long each kind of record is kept (0 hours or days: forever).
+    pub fn retention(&self) -> Retention {
+        let hours = |count: u64| (count > 0).then(|| Duration::from_secs(count * 3600));
+        Retention {
+            events: hours(self.event_retention_hours),
+            nodes: hours(self.node_retention_hours),
+            audit: hours(self.audit_retention_days.saturating_mul(24)),
+            uploads: hours(self.upload_expiry_hours),
         }
     }
 

@@ -15,6 +15,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod housekeeping;
 pub mod security;
 pub mod state;
 pub mod store;

@@ -9,6 +9,7 @@ use crate::artifacts::ArtifactStore;
 use crate::audit::AuditLog;
 use crate::auth::Auth;
 use crate::config::{BackendStore, RegistryConfig};
+use crate::housekeeping::Retention;
 use crate::security::SecurityPolicy;
 use crate::store::Store;
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub auth: Auth,
     /// Every mutation and refusal, written off the request path.
     pub audit: AuditLog,
+    /// How long events, nodes, audit entries and abandoned uploads are kept.
+    pub retention: Retention,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
                 max_artifact_bytes: config.max_artifact_bytes,
             },
             amqp_url: config.amqp_url.clone().filter(|url| !url.is_empty()),
+            retention: config.retention(),
             security: Arc::new(security),
             auth,
             audit,

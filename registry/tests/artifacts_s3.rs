@@ -432,3 +432,26 @@ async fn failed_uploads_leave_nothing_on_s3() {
 
     bucket.delete().await;
 }
+
+#[tokio::test]
+async fn abandoned_uploads_expire_on_s3() {
+    let bucket = TestBucket::create().await;
+    let store = bucket.store("prefix");
+    let abandoned = path("2/abandoned.bin");
+    let upload_id = store
+        .create_multipart(&abandoned)
+        .await
+        .expect("create_multipart");
+    store
+        .put_part(&abandoned, &upload_id, 1, one_chunk("abc"), NO_LIMIT)
+        .await
+        .expect("put_part");
+    let hour_ago = okla_registry::domain::now_millis() - 3_600_000;
+    assert_eq!(store.expire_uploads(hour_ago).await.expect("expire"), 0);
+    let later = okla_registry::domain::now_millis() + 2000;
+    assert_eq!(store.expire_uploads(later).await.expect("expire"), 1);
+    let after = store
+        .put_part(&abandoned, &upload_id, 2, one_chunk("x"), NO_LIMIT)
+        .await;
+    assert!(after.is_err(), "the expired upload is gone: {after:?}");
+}

@@ -9,7 +9,9 @@
 //!
 //! `complete` streams the parts in part-number order into the final object and hashes them
 //! again on the way, so a part replaced after its etag was checked is still caught. Uploads
-//! that are never completed or aborted stay until someone deletes the prefix.
+//! that are never completed or aborted expire (`expire_uploads`, run by `crate::housekeeping`).
+
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use futures::stream::{self, Stream, StreamExt, TryStreamExt};
@@ -234,6 +236,43 @@ impl ArtifactStore {
             ));
         }
         Ok(())
+    }
+
+    /// Deletes the multipart uploads whose newest object (the record or a part) was written
+    /// before `before_ms` (milliseconds since the epoch): uploads a client started and never
+    /// completed or aborted. Returns how many went.
+    pub async fn expire_uploads(&self, before_ms: i64) -> Result<usize, ArtifactError> {
+        let prefix = self.internal_path("")?;
+        let mut newest: HashMap<String, i64> = HashMap::new();
+        let mut listing = self.object_store.list(Some(&prefix));
+        while let Some(object) = listing.next().await {
+            let object = match object {
+                Ok(object) => object,
+                // Gone between the listing and now (completed or aborted meanwhile).
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(error) => return Err(ArtifactError::Storage(error)),
+            };
+            // `<prefix>/<upload id>/<name>`
+            let Some(upload_id) = object
+                .location
+                .prefix_match(&prefix)
+                .and_then(|mut parts| parts.next())
+                .map(|part| part.as_ref().to_owned())
+            else {
+                continue;
+            };
+            let written = object.last_modified.timestamp_millis();
+            let entry = newest.entry(upload_id).or_insert(written);
+            *entry = (*entry).max(written);
+        }
+        let mut expired = 0;
+        for (upload_id, written) in newest {
+            if written < before_ms && uuid::Uuid::parse_str(&upload_id).is_ok() {
+                self.delete_upload_state(&upload_id).await?;
+                expired += 1;
+            }
+        }
+        Ok(expired)
     }
 
     async fn delete_upload_state(&self, upload_id: &str) -> Result<(), ArtifactError> {

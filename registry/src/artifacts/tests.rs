@@ -735,3 +735,37 @@ fn every_operation_gives_a_send_future() {
     is_send(store.abort_multipart(&artifact, "id"));
     fits_a_response_body(stream::empty::<Result<Bytes, ArtifactError>>().boxed());
 }
+
+#[tokio::test]
+async fn abandoned_uploads_expire_and_live_ones_stay() {
+    let (directory, store) = open_store();
+    let abandoned = path("run/abandoned.bin");
+    let upload_id = store
+        .create_multipart(&abandoned)
+        .await
+        .expect("create_multipart");
+    store
+        .put_part(&abandoned, &upload_id, 1, one_chunk("abc"), NO_LIMIT)
+        .await
+        .expect("part");
+    let cutoff = crate::domain::now_millis() + 1000;
+    // Nothing was written after the cutoff, so the upload is abandoned...
+    assert_eq!(store.expire_uploads(cutoff).await.expect("expire"), 1);
+    assert_eq!(everything_below(directory.path()), Vec::<String>::new());
+    let after = store
+        .put_part(&abandoned, &upload_id, 2, one_chunk("x"), NO_LIMIT)
+        .await;
+    assert!(
+        matches!(after, Err(ArtifactError::InvalidUpload { .. })),
+        "{after:?}"
+    );
+    // ...while one with a part newer than the cutoff stays.
+    let live = path("run/live.bin");
+    let live_id = store.create_multipart(&live).await.expect("create");
+    let long_ago = crate::domain::now_millis() - 3_600_000;
+    assert_eq!(store.expire_uploads(long_ago).await.expect("expire"), 0);
+    store
+        .put_part(&live, &live_id, 1, one_chunk("abc"), NO_LIMIT)
+        .await
+        .expect("the upload is still there");
+}

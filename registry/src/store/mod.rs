@@ -14,6 +14,7 @@ pub mod model_registry;
 pub mod nodes;
 pub mod outbox;
 mod overview;
+mod retention;
 mod search;
 pub mod search_sql;
 pub mod series;

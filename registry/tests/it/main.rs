@@ -14,6 +14,7 @@ mod login;
 mod migrations;
 mod nodes;
 mod outbox;
+mod retention;
 mod security;
 mod series;
 mod statistics;
