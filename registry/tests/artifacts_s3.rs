@@ -320,7 +320,7 @@ async fn multipart_upload_assembles_parts_in_order_on_s3() {
     let mut wrong = parts.clone();
     wrong[0].1 = "0".repeat(64);
     match store
-        .complete_multipart(&artifact, &upload_id, &wrong)
+        .complete_multipart(&artifact, &upload_id, &wrong, NO_LIMIT)
         .await
     {
         Err(ArtifactError::InvalidUpload { reason, .. }) => {
@@ -330,7 +330,7 @@ async fn multipart_upload_assembles_parts_in_order_on_s3() {
     }
 
     let digest = store
-        .complete_multipart(&artifact, &upload_id, &parts)
+        .complete_multipart(&artifact, &upload_id, &parts, NO_LIMIT)
         .await
         .expect("complete");
     assert_eq!(digest.size, (3 * part_size + 6) as u64);

@@ -254,7 +254,7 @@ pub(super) async fn complete_multipart(
         .collect::<Result<Vec<_>>>()?;
     state
         .artifacts
-        .complete_multipart(&target, &upload_id, &parts)
+        .complete_multipart(&target, &upload_id, &parts, state.limits.max_artifact_bytes)
         .await?;
     Ok(empty())
 }

@@ -78,6 +78,7 @@ impl ArtifactStore {
         path: &ArtifactPath,
         upload_id: &str,
         parts: &[(u32, String)],
+        max_bytes: u64,
     ) -> Result<FileDigest, ArtifactError> {
         let upload_id = self.check_upload(path, upload_id).await?;
         let bad_upload = |reason: String| invalid_upload(path, &upload_id, reason);
@@ -124,6 +125,12 @@ impl ArtifactStore {
                 while let Some(chunk) = part_stream.next().await {
                     let chunk = chunk.map_err(|error| part_storage_error(error, path, &upload_id, *part_number))?;
                     size += chunk.len() as u64;
+                    if size > max_bytes {
+                        return Err(ArtifactError::TooLarge {
+                            path: path.to_string(),
+                            limit: max_bytes,
+                        });
+                    }
                     part_hasher.update(&chunk);
                     whole_file_hasher.update(&chunk);
                     upload.put(chunk).await?;

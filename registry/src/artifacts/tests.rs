@@ -409,7 +409,7 @@ async fn multipart_assembles_parts_in_part_number_order() {
     }
 
     let digest = store
-        .complete_multipart(&artifact, &upload_id, &parts)
+        .complete_multipart(&artifact, &upload_id, &parts, NO_LIMIT)
         .await
         .expect("complete");
 
@@ -426,7 +426,7 @@ async fn multipart_assembles_parts_in_part_number_order() {
     );
     assert!(matches!(
         store
-            .complete_multipart(&artifact, &upload_id, &parts)
+            .complete_multipart(&artifact, &upload_id, &parts, NO_LIMIT)
             .await,
         Err(ArtifactError::InvalidUpload { .. })
     ));
@@ -451,7 +451,7 @@ async fn multipart_rejects_a_wrong_etag_or_a_missing_part_by_number() {
 
     let wrong_etag = [(1, first_etag.clone()), (2, first_etag.clone())];
     match store
-        .complete_multipart(&artifact, &upload_id, &wrong_etag)
+        .complete_multipart(&artifact, &upload_id, &wrong_etag, NO_LIMIT)
         .await
     {
         Err(ArtifactError::InvalidUpload { reason, .. }) => {
@@ -461,7 +461,7 @@ async fn multipart_rejects_a_wrong_etag_or_a_missing_part_by_number() {
     }
     let missing_part = [(1, first_etag.clone()), (3, second_etag.clone())];
     match store
-        .complete_multipart(&artifact, &upload_id, &missing_part)
+        .complete_multipart(&artifact, &upload_id, &missing_part, NO_LIMIT)
         .await
     {
         Err(ArtifactError::InvalidUpload { reason, .. }) => {
@@ -472,7 +472,7 @@ async fn multipart_rejects_a_wrong_etag_or_a_missing_part_by_number() {
     let listed_twice = [(1, first_etag.clone()), (1, first_etag.clone())];
     assert!(matches!(
         store
-            .complete_multipart(&artifact, &upload_id, &listed_twice)
+            .complete_multipart(&artifact, &upload_id, &listed_twice, NO_LIMIT)
             .await,
         Err(ArtifactError::InvalidUpload { .. })
     ));
@@ -484,7 +484,7 @@ async fn multipart_rejects_a_wrong_etag_or_a_missing_part_by_number() {
     // A refused list leaves the upload usable.
     let right = [(2, second_etag), (1, first_etag)];
     store
-        .complete_multipart(&artifact, &upload_id, &right)
+        .complete_multipart(&artifact, &upload_id, &right, NO_LIMIT)
         .await
         .expect("complete");
     assert_eq!(read_all(&store, &artifact).await, b"ab");
@@ -533,7 +533,9 @@ async fn multipart_refuses_bad_upload_ids_and_other_paths() {
         "{too_large:?}"
     );
     assert!(matches!(
-        store.complete_multipart(&artifact, &upload_id, &[]).await,
+        store
+            .complete_multipart(&artifact, &upload_id, &[], NO_LIMIT)
+            .await,
         Err(ArtifactError::InvalidUpload { .. })
     ));
 }
@@ -731,7 +733,7 @@ fn every_operation_gives_a_send_future() {
     is_send(store.digest_tree(&artifact));
     is_send(store.create_multipart(&artifact));
     is_send(store.put_part(&artifact, "id", 1, one_chunk("x"), NO_LIMIT));
-    is_send(store.complete_multipart(&artifact, "id", &[]));
+    is_send(store.complete_multipart(&artifact, "id", &[], NO_LIMIT));
     is_send(store.abort_multipart(&artifact, "id"));
     fits_a_response_body(stream::empty::<Result<Bytes, ArtifactError>>().boxed());
 }
@@ -768,4 +770,35 @@ async fn abandoned_uploads_expire_and_live_ones_stay() {
         .put_part(&live, &live_id, 1, one_chunk("abc"), NO_LIMIT)
         .await
         .expect("the upload is still there");
+}
+
+#[tokio::test]
+async fn an_assembled_file_over_the_limit_is_refused_and_nothing_appears() {
+    let (_directory, store) = open_store();
+    let artifact = path("run/model.bin");
+    let upload_id = store
+        .create_multipart(&artifact)
+        .await
+        .expect("create_multipart");
+    let mut parts = Vec::new();
+    for (part_number, text) in [(1, "abcd"), (2, "efgh")] {
+        let etag = store
+            .put_part(&artifact, &upload_id, part_number, one_chunk(text), 4)
+            .await
+            .expect("each part is within the limit");
+        parts.push((part_number, etag));
+    }
+    let refused = store
+        .complete_multipart(&artifact, &upload_id, &parts, 7)
+        .await;
+    assert!(
+        matches!(refused, Err(ArtifactError::TooLarge { limit: 7, .. })),
+        "{refused:?}"
+    );
+    assert!(store.get(&artifact).await.is_err(), "no file appeared");
+    // The parts stay until the upload is aborted, completed within the limit, or expires.
+    store
+        .complete_multipart(&artifact, &upload_id, &parts, 8)
+        .await
+        .expect("within the limit");
 }
