@@ -50,6 +50,11 @@ pub struct RegistryConfig {
     /// Connections in the database pool (PostgreSQL) or read pool (SQLite).
     #[arg(long, env = "OKLA_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// PostgreSQL statements running longer than this many seconds are cancelled, so a
+    /// runaway query cannot hold its connection. 0: no limit (for example while a migration
+    /// rewrites a very large table).
+    #[arg(long, env = "OKLA_DB_STATEMENT_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub db_statement_timeout_seconds: u64,
     /// RabbitMQ to publish model events to, e.g. `amqp://user:pass@host:5672/vhost`. Unset: no
     /// broker is contacted; events are still recorded and served by `GET /api/okla/v1/events`.
     #[arg(long, env = "OKLA_AMQP_URL", hide_env_values = true)]
@@ -111,6 +116,7 @@ impl RegistryConfig {
             max_request_bytes: 16 * 1024 * 1024,
             max_artifact_bytes: 1024 * 1024 * 1024,
             db_max_connections: 8,
+            db_statement_timeout_seconds: 60,
             amqp_url: None,
             allowed_hosts: Vec::new(),
             cors_allowed_origins: Vec::new(),

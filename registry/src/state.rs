@@ -51,7 +51,9 @@ impl AppState {
         let auth_settings = config.auth_settings()?;
         let admin_password = config.admin_password(env)?;
         let backend = BackendStore::parse(&config.backend_store_uri)?;
-        let store = Store::connect(&backend, config.db_max_connections).await?;
+        let statement_timeout = (config.db_statement_timeout_seconds > 0)
+            .then(|| std::time::Duration::from_secs(config.db_statement_timeout_seconds));
+        let store = Store::connect(&backend, config.db_max_connections, statement_timeout).await?;
         let artifacts = ArtifactStore::from_destination(&config.artifacts_destination, env)?;
         let auth = Auth::new(store.clone(), auth_settings);
         auth.bootstrap(admin_password.as_deref()).await?;

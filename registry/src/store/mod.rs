@@ -63,17 +63,17 @@ pub struct Store {
 }
 
 impl Store {
-    /// Connects and brings the schema up to date.
-    pub async fn connect(backend_store: &BackendStore, max_connections: u32) -> Result<Store> {
+    /// Connects and brings the schema up to date. On PostgreSQL, a statement running longer
+    /// than `statement_timeout` is cancelled (`None`: never).
+    pub async fn connect(
+        backend_store: &BackendStore,
+        max_connections: u32,
+        statement_timeout: Option<Duration>,
+    ) -> Result<Store> {
         sqlx::any::install_default_drivers();
         let store = match backend_store {
             BackendStore::Postgres(url) => {
-                let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
-                let pool = AnyPoolOptions::new()
-                    .max_connections(max_connections.max(1))
-                    .acquire_timeout(Duration::from_secs(30))
-                    .connect_with(options)
-                    .await?;
+                let pool = postgres_pool(url, max_connections, statement_timeout).await?;
                 Store::new(pool.clone(), pool, Backend::Postgres)
             }
             BackendStore::Sqlite(path) => {
@@ -133,6 +133,33 @@ impl Store {
         self.writer.close().await;
         self.reader.close().await;
     }
+}
+
+async fn postgres_pool(
+    url: &str,
+    max_connections: u32,
+    statement_timeout: Option<Duration>,
+) -> Result<AnyPool> {
+    let options = AnyConnectOptions::from_str(url)?.disable_statement_logging();
+    // A runaway query (a pathological search, a lock wait) gives its connection back instead
+    // of holding it, and the pool with it, for as long as it runs.
+    let timeout_ms = statement_timeout.map_or(0, |timeout| timeout.as_millis());
+    let pool = AnyPoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(move |connection, _metadata| {
+            Box::pin(async move {
+                connection
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "SET statement_timeout = {timeout_ms}"
+                    )))
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await?;
+    Ok(pool)
 }
 
 async fn sqlite_pool(options: AnyConnectOptions, max_connections: u32) -> Result<AnyPool> {
@@ -228,5 +255,34 @@ impl Paging {
             items,
             next_page_token,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Against the PostgreSQL of `TEST_DATABASE_URL`, without touching its schema.
+    #[tokio::test]
+    async fn postgres_statements_past_the_timeout_are_cancelled() {
+        sqlx::any::install_default_drivers();
+        let url = std::env::var("TEST_DATABASE_URL")
+            .expect("TEST_DATABASE_URL names a PostgreSQL database (bash scripts/test sets it)");
+        let pool = postgres_pool(&url, 1, Some(Duration::from_millis(200)))
+            .await
+            .expect("connect");
+        let cancelled = sqlx::query("SELECT pg_sleep(2)").execute(&pool).await;
+        let error = cancelled.expect_err("the statement outlives its timeout");
+        assert!(error.to_string().contains("statement timeout"), "{error}");
+        // The connection is still usable afterwards.
+        sqlx::query("SELECT 1")
+            .execute(&pool)
+            .await
+            .expect("next query");
+        let unlimited = postgres_pool(&url, 1, None).await.expect("connect");
+        sqlx::query("SELECT pg_sleep(0.3)")
+            .execute(&unlimited)
+            .await
+            .expect("no timeout");
     }
 }

@@ -9,7 +9,12 @@ use super::search_sql::{SearchSql, SqlValue, build_search};
 use super::sql::{placeholders, search_query};
 use super::{Page, Paging, Store};
 use crate::domain::search::Entity;
-use crate::error::Result;
+use crate::error::{Error, Result};
+
+/// Most values one search may bind: under SQLite's 32,766 and PostgreSQL's 65,535 variables per
+/// statement, so a search naming more is refused as a bad request, not failed as a server error
+/// (which clients would retry).
+const MAX_BOUND_VALUES: usize = 30_000;
 
 /// A search as a request spells it, before parsing.
 pub(super) struct SearchRequest<'a> {
@@ -89,6 +94,12 @@ impl Store {
         from_row: impl Fn(&AnyRow) -> Result<T>,
     ) -> Result<Page<T>> {
         let (sql, binds) = search.statement(select, scope);
+        if binds.len() > MAX_BOUND_VALUES {
+            return Err(Error::invalid(format!(
+                "The search names {} values (experiment ids and filter values together); at most {MAX_BOUND_VALUES} are allowed. Search in smaller groups.",
+                binds.len()
+            )));
+        }
         let rows = search_query(sql, &binds).fetch_all(&self.reader).await?;
         let items = rows.iter().map(from_row).collect::<Result<Vec<_>>>()?;
         Ok(search.paging.finish(items))

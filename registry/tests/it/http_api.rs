@@ -25,6 +25,7 @@ backend_test_suite!(server:
     model_history_names_the_actor_header,
     multipart_upload_assembles_the_file,
     oversized_json_body_is_refused_with_a_4xx,
+    searches_binding_too_many_values_are_400,
 );
 
 const API: &str = "/api/2.0/mlflow";
@@ -1304,4 +1305,26 @@ async fn oversized_json_body_is_refused_with_a_4xx(server: &TestServer) {
         .filter_map(|experiment| experiment["name"].as_str())
         .collect();
     assert_eq!(names, ["Default"]);
+}
+
+/// A search that would bind more values than the databases allow is the caller's mistake (400,
+/// which clients do not retry), not a server error.
+async fn searches_binding_too_many_values_are_400(server: &TestServer) {
+    let (experiment_id, _) = create_run(server, "many-ids").await;
+    let many: Vec<String> = std::iter::repeat_n(experiment_id.clone(), 30_001).collect();
+    let answer = server
+        .post(
+            &api("runs/search"),
+            json!({ "experiment_ids": many, "max_results": 10 }),
+        )
+        .await;
+    let message = assert_mlflow_error(&answer, StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE");
+    assert!(message.contains("at most 30000"), "{message}");
+    let few = server
+        .post_ok(
+            &api("runs/search"),
+            json!({ "experiment_ids": [experiment_id], "max_results": 10 }),
+        )
+        .await;
+    assert_eq!(few["runs"].as_array().map(Vec::len), Some(1), "{few}");
 }

@@ -111,7 +111,7 @@ impl TestDatabase {
     /// Connects a `Store` (running the migrations) with a pool of four connections.
     pub(crate) async fn connect_store(&self) -> Store {
         let backend = BackendStore::parse(&self.uri).expect("test URIs parse");
-        Store::connect(&backend, 4)
+        Store::connect(&backend, 4, Some(std::time::Duration::from_secs(60)))
             .await
             .unwrap_or_else(|error| panic!("connect to {}: {error}", self.uri))
     }
