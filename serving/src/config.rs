@@ -119,6 +119,15 @@ pub struct ServingConfig {
     /// dimensions) is refused at load; the version it would replace keeps serving.
     #[arg(long, env = "OKLA_MAX_DECLARED_ELEMENTS", default_value_t = ModelLimits::default().max_declared_elements)]
     pub max_declared_elements: u64,
+    /// On SIGTERM or Ctrl-C the server reports unready at once and keeps answering for this
+    /// many seconds (so load balancers and Kubernetes endpoints stop sending), then stops
+    /// accepting and finishes what is in flight. A second signal skips the wait.
+    #[arg(long, env = "OKLA_DRAIN_GRACE_SECONDS", default_value_t = 5)]
+    pub drain_grace_seconds: u64,
+    /// After the grace period, requests still in flight this many seconds later are abandoned
+    /// and the process exits.
+    #[arg(long, env = "OKLA_DRAIN_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub drain_timeout_seconds: u64,
     /// A version's warm-up is skipped when its inputs would take more bytes than this.
     #[arg(long, env = "OKLA_MAX_WARMUP_BYTES", default_value_t = ModelLimits::default().max_warmup_bytes)]
     pub max_warmup_bytes: u64,

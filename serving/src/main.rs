@@ -1,8 +1,11 @@
 //! `okla-serving`: loads the model repository (or follows the registry) and serves V2 gRPC + HTTP until Ctrl-C or SIGTERM.
 
+use std::time::Duration;
+
 use clap::Parser;
 use okla_serving::app;
 use okla_serving::config::ServingConfig;
+use okla_serving::service::InferenceService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
@@ -31,7 +34,11 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("okla-serving grpc listening on {}", grpc.local_addr()?);
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    tokio::spawn(drain_on_signal(
+        service.clone(),
+        Duration::from_secs(config.drain_grace_seconds),
+        shutdown.clone(),
+    ));
     if let Some(registry) = &config.registry {
         let http_port = http.local_addr()?.port();
         app::spawn_registry_source(&service, registry, &config, http_port, shutdown.clone())
@@ -40,19 +47,44 @@ async fn main() -> anyhow::Result<()> {
         let every = std::time::Duration::from_secs(config.repository_poll_seconds);
         app::spawn_repository_sync(&service, every, shutdown.clone());
     }
-    app::serve(
+    let drain_timeout = Duration::from_secs(config.drain_timeout_seconds);
+    let deadline = {
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown.cancelled().await;
+            tokio::time::sleep(drain_timeout).await;
+        }
+    };
+    let serving = app::serve(
         service,
         access,
         http,
         grpc,
         config.max_request_bytes,
         shutdown,
-    )
-    .await
+    );
+    tokio::select! {
+        result = serving => result,
+        () = deadline => {
+            tracing::warn!(?drain_timeout, "requests still in flight after --drain-timeout-seconds; exiting");
+            Ok(())
+        }
+    }
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
+/// On the first signal: report unready, keep answering for `grace` (or until a second signal),
+/// then cancel `shutdown`, which stops accepting and lets what is in flight finish.
+async fn drain_on_signal(service: InferenceService, grace: Duration, shutdown: CancellationToken) {
     okla_runtime::shutdown_signal().await;
-    tracing::info!("shutting down");
+    service.manager().start_draining();
+    tracing::info!(
+        ?grace,
+        "draining: unready now, still answering until the grace period ends"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(grace) => {}
+        () = okla_runtime::shutdown_signal() => tracing::info!("second signal: stopping now"),
+    }
+    tracing::info!("shutting down: no new connections; finishing requests in flight");
     shutdown.cancel();
 }

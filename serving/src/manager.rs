@@ -139,6 +139,9 @@ pub struct ModelManager {
     /// False while a remote source (the registry) has not yet said what to serve: an empty
     /// table then means "not known yet", not "nothing to serve".
     source_ready: AtomicBool,
+    /// Shutting down: readiness says no so load balancers stop sending, while requests are
+    /// still answered.
+    draining: AtomicBool,
 }
 
 impl ModelManager {
@@ -163,6 +166,7 @@ impl ModelManager {
             admin: tokio::sync::Mutex::new(()),
             unloaded_on_request: std::sync::Mutex::new(HashSet::new()),
             source_ready: AtomicBool::new(true),
+            draining: AtomicBool::new(false),
         }
     }
 
@@ -491,14 +495,22 @@ impl ModelManager {
             .and_then(|entry| entry.routing.sticky_header.clone())
     }
 
-    /// Every model the server was asked to serve has a ready version.
+    /// Every model the server was asked to serve has a ready version, and the server is not
+    /// draining.
     pub fn all_ready(&self) -> bool {
-        self.source_ready.load(Ordering::Relaxed)
+        !self.draining.load(Ordering::Relaxed)
+            && self.source_ready.load(Ordering::Relaxed)
             && self
                 .models
                 .load()
                 .values()
                 .all(|entry| entry.ready_versions().next().is_some())
+    }
+
+    /// From now on the server reports unready (see [`ModelManager::all_ready`]) and keeps
+    /// answering until it stops.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 
     /// Whether the source has said what to serve; see [`ModelManager::all_ready`].

@@ -116,6 +116,11 @@ impl TestProcess {
     pub fn id(&self) -> u32 {
         self.child.id()
     }
+
+    /// How the program exited, if it did.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
 }
 
 impl Drop for TestProcess {

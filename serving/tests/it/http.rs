@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::support::{
-    ADMIN_TOKEN, Server, example_models, run_python, run_python_env, workspace_root,
+    ADMIN_TOKEN, Server, example_models, run_python, run_python_env, wait_until, workspace_root,
 };
 
 /// A repository with the example and test models, plus `labelled`: the pricing model as
@@ -632,4 +632,41 @@ fn tritonclient_http_works_unchanged() {
         &[("OKLA_ADMIN_TOKEN", ADMIN_TOKEN)],
     );
     assert!(stdout.contains("all checks passed"), "{stdout}");
+}
+
+/// SIGTERM, as Kubernetes stops a pod: the server turns unready at once, still answers during
+/// the grace period, then stops and exits cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_turns_unready_answers_through_the_grace_period_and_exits() {
+    let mut server = Server::start_with(&example_models(), &["--drain-grace-seconds", "3"]);
+    let client = reqwest::Client::new();
+    let http = server.http.clone();
+    let ready = || {
+        let (client, url) = (client.clone(), format!("{http}/v2/health/ready"));
+        async move { client.get(url).send().await.map(|r| r.status()).ok() }
+    };
+    assert_eq!(ready().await, Some(StatusCode::OK));
+    server.terminate();
+    // Triton answers an unready server with 400.
+    wait_until("the server reports unready", || async {
+        ready().await == Some(StatusCode::BAD_REQUEST)
+    })
+    .await;
+    let answer = client
+        .post(format!("{http}/v2/models/pricing/infer"))
+        .json(
+            &json!({ "inputs": [{ "name": "features", "shape": [1, 8], "datatype": "FP32",
+            "data": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] }] }),
+        )
+        .send()
+        .await
+        .expect("still answering while draining");
+    assert_eq!(answer.status(), StatusCode::OK);
+    wait_until("the server exits", || {
+        let exited = server.exit_status();
+        async move { exited.is_some() }
+    })
+    .await;
+    let status = server.exit_status().expect("exited");
+    assert!(status.success(), "{status:?}");
 }

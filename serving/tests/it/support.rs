@@ -16,7 +16,7 @@ const GRPC_LISTENING: &str = "okla-serving grpc listening on ";
 
 /// An `okla-serving` process on ephemeral ports, killed when dropped.
 pub(crate) struct Server {
-    _process: TestProcess,
+    process: TestProcess,
     /// Holds `--admin-token-file` for as long as the server runs.
     _admin_token: Option<tempfile::TempDir>,
     /// `http://127.0.0.1:PORT`
@@ -26,6 +26,20 @@ pub(crate) struct Server {
 }
 
 impl Server {
+    /// Sends the server SIGTERM, as Kubernetes does to stop a pod.
+    pub(crate) fn terminate(&self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.process.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM sent");
+    }
+
+    /// How the server exited, if it did.
+    pub(crate) fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.process.exit_status()
+    }
+
     /// Serves `repository` with default flags.
     pub(crate) fn start(repository: &Path) -> Server {
         Server::start_with(repository, &[])
@@ -86,7 +100,7 @@ impl Server {
         Server {
             http: process.address(HTTP_LISTENING).to_owned(),
             grpc: process.address(GRPC_LISTENING).to_owned(),
-            _process: process,
+            process,
             _admin_token: None,
         }
     }
