@@ -126,16 +126,7 @@ pub(super) async fn delete(
     actor: Actor,
     Fields(request): Fields<DeleteDeployment>,
 ) -> Result<Json<Value>> {
-    let name = model_name(name)?;
-    let change = Change {
-        actor: &actor.0,
-        comment: request.comment.as_deref(),
-    };
-    let deployment = state
-        .store
-        .delete_deployment(&name, request.expected_revision, &change)
-        .await?;
-    Ok(answer(&deployment))
+    remove(&state, name, &actor, &request, Removal::Delete).await
 }
 
 /// `POST /api/okla/v1/deployments/{name}/undeploy`: the fleet stops serving the model.
@@ -145,15 +136,37 @@ pub(super) async fn undeploy(
     actor: Actor,
     Fields(request): Fields<DeleteDeployment>,
 ) -> Result<Json<Value>> {
+    remove(&state, name, &actor, &request, Removal::Undeploy).await
+}
+
+/// The two ways a deployment goes: back to the default, or the model out of the fleet.
+enum Removal {
+    Delete,
+    Undeploy,
+}
+
+async fn remove(
+    state: &AppState,
+    name: String,
+    actor: &Actor,
+    request: &DeleteDeployment,
+    removal: Removal,
+) -> Result<Json<Value>> {
     let name = model_name(name)?;
     let change = Change {
         actor: &actor.0,
         comment: request.comment.as_deref(),
     };
-    let deployment = state
-        .store
-        .undeploy(&name, request.expected_revision, &change)
-        .await?;
+    let revision = request.expected_revision;
+    let deployment = match removal {
+        Removal::Delete => {
+            state
+                .store
+                .delete_deployment(&name, revision, &change)
+                .await?
+        }
+        Removal::Undeploy => state.store.undeploy(&name, revision, &change).await?,
+    };
     Ok(answer(&deployment))
 }
 

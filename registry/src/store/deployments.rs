@@ -134,10 +134,8 @@ impl Store {
     ) -> Result<DeploymentState> {
         let spec = spec.validated().map_err(Error::invalid)?;
         validate_comment(change.comment.unwrap_or_default(), "comment").map_err(Error::invalid)?;
-        let mut transaction = self.writer.begin().await?;
-        touch_model(&mut transaction, name).await?;
-        let current = stored(&mut transaction, name).await?;
-        let revision = check_revision(name, current.as_ref(), expected_revision)?;
+        let (mut transaction, current, revision) =
+            self.begin_change(name, expected_revision).await?;
         let previous = current.and_then(|row| row.spec);
         if previous.as_ref() == Some(&spec) {
             return load_state(&mut transaction, name).await;
@@ -182,10 +180,8 @@ impl Store {
         change: &Change<'_>,
     ) -> Result<DeploymentState> {
         validate_comment(change.comment.unwrap_or_default(), "comment").map_err(Error::invalid)?;
-        let mut transaction = self.writer.begin().await?;
-        touch_model(&mut transaction, name).await?;
-        let current = stored(&mut transaction, name).await?;
-        let revision = check_revision(name, current.as_ref(), expected_revision)?;
+        let (mut transaction, current, revision) =
+            self.begin_change(name, expected_revision).await?;
         let Some(previous) = current.and_then(|row| row.spec) else {
             return load_state(&mut transaction, name).await;
         };
@@ -227,10 +223,7 @@ impl Store {
         change: &Change<'_>,
     ) -> Result<DeploymentState> {
         validate_comment(change.comment.unwrap_or_default(), "comment").map_err(Error::invalid)?;
-        let mut transaction = self.writer.begin().await?;
-        touch_model(&mut transaction, name).await?;
-        let current = stored(&mut transaction, name).await?;
-        let revision = check_revision(name, current.as_ref(), expected_revision)?;
+        let (mut transaction, _, revision) = self.begin_change(name, expected_revision).await?;
         let before = load_state(&mut transaction, name).await?;
         if before.undeployed {
             return Ok(before);
@@ -272,10 +265,8 @@ impl Store {
     ) -> Result<DeploymentState> {
         let reason = change.comment.unwrap_or_default();
         validate_reason(reason).map_err(Error::invalid)?;
-        let mut transaction = self.writer.begin().await?;
-        touch_model(&mut transaction, name).await?;
-        let current = stored(&mut transaction, name).await?;
-        let revision = check_revision(name, current.as_ref(), expected_revision)?;
+        let (mut transaction, current, revision) =
+            self.begin_change(name, expected_revision).await?;
         let Some(previous) = current.and_then(|row| row.spec) else {
             return Err(Error::Conflict(format!(
                 "Registered model '{name}' has no explicit deployment to roll back; its default deployment follows the '{CHAMPION_ALIAS}' alias or the Production stage"
@@ -317,6 +308,20 @@ impl Store {
         });
         self.commit_change(transaction, name, change, rolled_back)
             .await
+    }
+
+    /// Opens a deployment change of `name`: the model row first (see the module docs), then
+    /// its `deployments` row and revision, checked against `expected_revision`.
+    async fn begin_change(
+        &self,
+        name: &str,
+        expected_revision: Option<i64>,
+    ) -> Result<(Transaction<'_, Any>, Option<StoredRow>, i64)> {
+        let mut transaction = self.writer.begin().await?;
+        touch_model(&mut transaction, name).await?;
+        let current = stored(&mut transaction, name).await?;
+        let revision = check_revision(name, current.as_ref(), expected_revision)?;
+        Ok((transaction, current, revision))
     }
 
     /// Writes the event last (it takes the outbox lock), reads the resulting state inside the

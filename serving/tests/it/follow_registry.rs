@@ -443,10 +443,7 @@ async fn a_model_leaves_the_node_only_when_it_is_undeployed() {
 async fn assert_infers(client: &reqwest::Client, server: &Server) {
     let answer = client
         .post(format!("{}/v2/models/pricing/infer", server.http))
-        .json(
-            &json!({ "inputs": [{ "name": "features", "shape": [1, 8], "datatype": "FP32",
-            "data": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] }] }),
-        )
+        .json(&crate::support::pricing_request())
         .send()
         .await
         .expect("server answers");

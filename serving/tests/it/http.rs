@@ -654,10 +654,7 @@ async fn sigterm_turns_unready_answers_through_the_grace_period_and_exits() {
     .await;
     let answer = client
         .post(format!("{http}/v2/models/pricing/infer"))
-        .json(
-            &json!({ "inputs": [{ "name": "features", "shape": [1, 8], "datatype": "FP32",
-            "data": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] }] }),
-        )
+        .json(&crate::support::pricing_request())
         .send()
         .await
         .expect("still answering while draining");

@@ -112,10 +112,7 @@ async fn a_version_that_fails_to_load_leaves_the_old_one_serving() {
     assert!(answered > 0);
     let answer: Value = client
         .post(format!("{}/v2/models/pricing/infer", server.http))
-        .json(
-            &json!({ "inputs": [{ "name": "features", "shape": [1, 8], "datatype": "FP32",
-            "data": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] }] }),
-        )
+        .json(&crate::support::pricing_request())
         .send()
         .await
         .expect("server answers")

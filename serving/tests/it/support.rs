@@ -142,6 +142,12 @@ where
     }
 }
 
+/// A V2 infer request body for the pricing model: one car's eight features.
+pub(crate) fn pricing_request() -> serde_json::Value {
+    json!({"inputs": [{"name": "features", "shape": [1, 8],
+        "datatype": "FP32", "data": [3, 2019, 60000, 1.6, 0, 1, 4, 12]}]})
+}
+
 /// Closed-loop V2 infer calls on the pricing model, counting answers and failures, until
 /// [`Traffic::finish`]: what must see no failure while versions come and go.
 pub(crate) struct Traffic {
@@ -159,8 +165,7 @@ impl Traffic {
             let client = client.clone();
             let (stop, answered, failed) = (stop.clone(), answered.clone(), failed.clone());
             tokio::spawn(async move {
-                let body = json!({"inputs": [{"name": "features", "shape": [1, 8],
-                    "datatype": "FP32", "data": [3, 2019, 60000, 1.6, 0, 1, 4, 12]}]});
+                let body = pricing_request();
                 while !stop.load(Ordering::Relaxed) {
                     match client.post(&infer_url).json(&body).send().await {
                         Ok(response) if response.status() == StatusCode::OK => {
