@@ -9,6 +9,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -27,6 +28,9 @@ pub struct BatchSettings {
     pub workers: usize,
     /// Requests that may wait; beyond it callers get `ResourceExhausted`.
     pub max_queue_size: usize,
+    /// Input bytes that may wait; beyond it callers get `ResourceExhausted` too, so a burst of
+    /// large requests cannot hold unbounded memory. A request alone in the queue always fits.
+    pub max_queue_bytes: usize,
 }
 
 /// What a request gets back, with the timings the metrics record.
@@ -41,6 +45,8 @@ pub struct BatchOutput {
 struct Job {
     inputs: Vec<Tensor>,
     rows: usize,
+    /// What the inputs hold, counted in [`Batcher::queued_bytes`] until the job runs.
+    bytes: usize,
     enqueued: Instant,
     reply: oneshot::Sender<Result<BatchOutput, ServingError>>,
 }
@@ -48,6 +54,8 @@ struct Job {
 pub struct Batcher {
     sender: Sender<Job>,
     settings: BatchSettings,
+    /// Input bytes of the jobs queued and not yet running.
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 impl Batcher {
@@ -58,6 +66,7 @@ impl Batcher {
         label: &str,
     ) -> Result<Batcher, BackendError> {
         let (sender, receiver) = crossbeam_channel::bounded(settings.max_queue_size.max(1));
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
         // The workers are detached: they exit by themselves once the last sender (this batcher)
         // is dropped and the queue is drained, so dropping a batcher never blocks its caller.
         for index in 0..settings.workers.max(1) {
@@ -65,6 +74,7 @@ impl Batcher {
                 model: model.clone(),
                 receiver: receiver.clone(),
                 settings,
+                queued_bytes: queued_bytes.clone(),
             };
             std::thread::Builder::new()
                 .name(format!("infer-{label}-{index}"))
@@ -73,7 +83,11 @@ impl Batcher {
                     BackendError::Runtime(format!("starting inference threads: {err}"))
                 })?;
         }
-        Ok(Batcher { sender, settings })
+        Ok(Batcher {
+            sender,
+            settings,
+            queued_bytes,
+        })
     }
 
     pub fn settings(&self) -> BatchSettings {
@@ -87,22 +101,35 @@ impl Batcher {
         inputs: Vec<Tensor>,
         rows: usize,
     ) -> Result<BatchOutput, ServingError> {
+        let bytes = inputs.iter().map(|input| input.data.byte_len()).sum();
+        let waiting = self.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        if waiting > 0 && waiting + bytes > self.settings.max_queue_bytes {
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            return Err(ServingError::ResourceExhausted(format!(
+                "the model's queue is full ({waiting} bytes of inputs waiting, at most {}); retry later",
+                self.settings.max_queue_bytes
+            )));
+        }
         let (reply, answer) = oneshot::channel();
         let job = Job {
             inputs,
             rows,
+            bytes,
             enqueued: Instant::now(),
             reply,
         };
         match self.sender.try_send(job) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
+            Err(error) => {
+                self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                if let TrySendError::Disconnected(_) = error {
+                    return Err(stopped());
+                }
                 return Err(ServingError::ResourceExhausted(format!(
                     "the model's queue is full ({} requests waiting); retry later",
                     self.settings.max_queue_size
                 )));
             }
-            Err(TrySendError::Disconnected(_)) => return Err(stopped()),
         }
         answer.await.map_err(|_| stopped())?
     }
@@ -116,6 +143,7 @@ struct Worker {
     model: Arc<dyn Model>,
     receiver: Receiver<Job>,
     settings: BatchSettings,
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 impl Worker {
@@ -154,6 +182,8 @@ impl Worker {
     }
 
     fn execute(&self, batch: Vec<Job>, rows: usize) {
+        let running: usize = batch.iter().map(|job| job.bytes).sum();
+        self.queued_bytes.fetch_sub(running, Ordering::Relaxed);
         let started = Instant::now();
         let result = if batch.len() == 1 {
             self.run_model(&batch[0].inputs)
@@ -285,6 +315,7 @@ mod tests {
             max_queue_delay: Duration::from_millis(delay_ms),
             workers,
             max_queue_size: 100,
+            max_queue_bytes: usize::MAX,
         }
     }
 
@@ -365,5 +396,41 @@ mod tests {
                 .any(|r| matches!(r, Ok(Err(ServingError::ResourceExhausted(_)))))
         );
         assert!(results.iter().any(|r| matches!(r, Ok(Ok(_)))));
+    }
+
+    #[tokio::test]
+    async fn queued_input_bytes_are_bounded_and_freed_as_jobs_run() {
+        // One row of two floats is 8 bytes; the queue holds at most 16.
+        let model = Doubler::new(Duration::from_millis(300));
+        let batcher = Arc::new(
+            Batcher::start(
+                model,
+                BatchSettings {
+                    max_queue_bytes: 16,
+                    ..settings(0, 0, 1)
+                },
+                "t",
+            )
+            .unwrap(),
+        );
+        let calls: Vec<_> = (0..6)
+            .map(|_| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.submit(request(1, 0.0), 1).await })
+            })
+            .collect();
+        let results = futures::future::join_all(calls).await;
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Ok(Err(ServingError::ResourceExhausted(message))) if message.contains("bytes")))
+            .count();
+        assert!(refused >= 1, "{results:?}");
+        assert!(results.iter().any(|r| matches!(r, Ok(Ok(_)))));
+        // Everything ran or was refused: the queue is empty again, so a request fits.
+        assert_eq!(batcher.queued_bytes.load(Ordering::Relaxed), 0);
+        batcher
+            .submit(request(1, 0.0), 1)
+            .await
+            .expect("fits again");
     }
 }

@@ -128,6 +128,10 @@ pub struct ServingConfig {
     /// and the process exits.
     #[arg(long, env = "OKLA_DRAIN_TIMEOUT_SECONDS", default_value_t = 30)]
     pub drain_timeout_seconds: u64,
+    /// Input bytes that may wait per model version before new requests are refused (429,
+    /// RESOURCE_EXHAUSTED), besides --max-queue-size.
+    #[arg(long, env = "OKLA_MAX_QUEUE_BYTES", default_value_t = ModelLimits::default().max_queue_bytes)]
+    pub max_queue_bytes: u64,
     /// A version's warm-up is skipped when its inputs would take more bytes than this.
     #[arg(long, env = "OKLA_MAX_WARMUP_BYTES", default_value_t = ModelLimits::default().max_warmup_bytes)]
     pub max_warmup_bytes: u64,
@@ -158,6 +162,7 @@ impl ServingConfig {
         ModelLimits {
             max_declared_elements: self.max_declared_elements,
             max_warmup_bytes: self.max_warmup_bytes,
+            max_queue_bytes: self.max_queue_bytes,
         }
     }
 

@@ -32,8 +32,8 @@ impl LoadedVersion {
     }
 }
 
-/// What a model may declare and what its warm-up may allocate, so no model can take the node
-/// down by its shapes alone.
+/// What a model may declare, what its warm-up may allocate and what its queue may hold, so no
+/// model (or burst of requests to it) can take the node down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ModelLimits {
     /// Most elements a declared input or output may hold, counting its fixed dimensions; a
@@ -41,6 +41,8 @@ pub struct ModelLimits {
     pub max_declared_elements: u64,
     /// Most bytes the warm-up inputs of a version may take; a bigger warm-up is skipped.
     pub max_warmup_bytes: u64,
+    /// Most input bytes that may wait in a version's queue.
+    pub max_queue_bytes: u64,
 }
 
 impl Default for ModelLimits {
@@ -48,6 +50,7 @@ impl Default for ModelLimits {
         ModelLimits {
             max_declared_elements: 1 << 28,
             max_warmup_bytes: 64 << 20,
+            max_queue_bytes: 256 << 20,
         }
     }
 }
@@ -123,6 +126,7 @@ impl Loader {
             max_queue_delay: Duration::from_micros(config.max_queue_delay_micros),
             workers: instances,
             max_queue_size: self.max_queue_size,
+            max_queue_bytes: usize::try_from(self.limits.max_queue_bytes).unwrap_or(usize::MAX),
         };
         let batcher = Batcher::start(model.clone(), settings, &format!("{name}:{version}"))?;
         Ok(LoadedVersion {

@@ -99,6 +99,14 @@ impl TensorData {
         self.len() == 0
     }
 
+    /// Bytes the elements hold (for byte strings, their own lengths).
+    pub fn byte_len(&self) -> usize {
+        match self {
+            TensorData::Bytes(values) => values.iter().map(bytes::Bytes::len).sum(),
+            other => other.len() * other.dtype().element_size().unwrap_or(1),
+        }
+    }
+
     /// An empty vector of the given datatype with room for `capacity` elements.
     pub fn with_capacity(dtype: DataType, capacity: usize) -> TensorData {
         match dtype {
