@@ -11,6 +11,7 @@ use url::Url;
 use crate::error::Result;
 use crate::http::{Client, Idempotency};
 use crate::wire::Empty;
+pub use okla_proto::wire::ResourceType;
 
 /// A registry user. Its password never leaves the registry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,29 +49,6 @@ impl Permission {
 }
 
 impl fmt::Display for Permission {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str(self.as_str())
-    }
-}
-
-/// What a grant names: an experiment by id, or a registered model by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ResourceType {
-    Experiment,
-    RegisteredModel,
-}
-
-impl ResourceType {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ResourceType::Experiment => "experiment",
-            ResourceType::RegisteredModel => "registered_model",
-        }
-    }
-}
-
-impl fmt::Display for ResourceType {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(self.as_str())
     }

@@ -2,12 +2,14 @@
 //! answers are built from them and the client reads them. Versions and revisions are numbers
 //! (`u64`), weights `u32`. Serde only; the registry keeps its own lenient reading of requests.
 
+pub mod auth;
 pub mod deployments;
 pub mod events;
 pub mod model_registry;
 pub mod nodes;
 pub mod tokens;
 
+pub use auth::ResourceType;
 pub use deployments::{
     CanaryGate, Deployment, DeploymentAnswer, DeploymentList, DeploymentSpec, Route, Sticky,
 };

@@ -89,7 +89,12 @@ impl Store {
     pub async fn delete_alias(&self, name: &str, alias: &str, change: &Change<'_>) -> Result<()> {
         let mut transaction = self.writer.begin().await?;
         touch_model(&mut transaction, name).await?;
-        let before = serving_now(&mut transaction, name).await?;
+        // Only the champion alias decides what the fleet serves.
+        let before = if alias == CHAMPION_ALIAS {
+            serving_now(&mut transaction, name).await?
+        } else {
+            None
+        };
         let previous = sqlx::query(
             "SELECT version FROM registered_model_aliases WHERE name = $1 AND alias = $2",
         )
